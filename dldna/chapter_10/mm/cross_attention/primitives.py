@@ -1,0 +1,276 @@
+"""Building blocks shared by every cross-attention version of the ablation study.
+
+Each version file (``v0.py`` ... ``v11.py``) should show only the mechanism it adds, so
+everything they have in common lives here:
+
+* :func:`attention`: the one attention primitive: multi-head scaled dot-product
+  attention with an optional key padding mask, an optional single shared K/V head
+  (multi-query attention) and optionally the attention weights.
+  ``num_heads=1`` is plain single-head attention.
+* :func:`shared_attention`: one score matrix serving both directions, the design of
+  versions v1-v7 (image->text uses it as is, text->image uses it transposed).
+* :class:`GatedFeedForward`: the gated feed-forward network with GELU and dropout.
+* :class:`CrossAttentionBase`: checks the inputs once for every version, then calls the
+  version's :meth:`~CrossAttentionBase.fuse`.
+
+Masks follow one convention everywhere: a ``BoolTensor`` of shape ``[B, N]`` where
+``True`` marks a real token and ``False`` padding. A padded key receives exactly zero
+attention weight, so the values stored at padded positions can never leak into an output.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+__all__ = [
+    "CrossAttentionBase",
+    "GatedFeedForward",
+    "attention",
+    "check_head_dim",
+    "masked_softmax",
+    "merge_heads",
+    "shared_attention",
+    "split_heads",
+]
+
+
+def check_head_dim(dim: int, num_heads: int) -> int:
+    """Return ``dim // num_heads``; fail clearly when the heads cannot split ``dim``."""
+    if num_heads < 1 or dim % num_heads != 0:
+        divisors = [h for h in range(1, min(dim, 16) + 1) if dim % h == 0]
+        raise ValueError(
+            f"dim={dim} must be divisible by num_heads={num_heads}; "
+            f"choose num_heads from {divisors} (or change dim)."
+        )
+    return dim // num_heads
+
+
+def split_heads(x: Tensor, num_heads: int) -> Tensor:
+    """``[B, N, D]`` -> ``[B, H, N, D/H]``."""
+    batch, length, dim = x.shape
+    return x.reshape(batch, length, num_heads, dim // num_heads).transpose(1, 2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """``[B, H, N, D/H]`` -> ``[B, N, D]``."""
+    batch, heads, length, head_dim = x.shape
+    return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
+
+
+def masked_softmax(scores: Tensor, key_mask: Tensor | None) -> Tensor:
+    """Softmax over the last axis (the keys), giving padded keys exactly zero weight.
+
+    Args:
+        scores: ``[B, H, Nq, Nk]`` attention logits.
+        key_mask: ``[B, Nk]`` with ``True`` for real keys, or ``None``.
+
+    Padded scores are set to the dtype's most negative finite value (not ``-inf``) and
+    the weights are zeroed afterwards. So a query whose keys are all padding gets an
+    all-zero row instead of the ``NaN`` that ``-inf`` everywhere would produce.
+    """
+    if key_mask is None:
+        return scores.softmax(dim=-1)
+    keep = key_mask[:, None, None, :]  # [B, 1, 1, Nk]
+    scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+    return scores.softmax(dim=-1).masked_fill(~keep, 0.0)
+
+
+def attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    *,
+    num_heads: int = 1,
+    key_mask: Tensor | None = None,
+    shared_kv: bool = False,
+    dropout: nn.Module | None = None,
+    scale: float | None = None,
+    return_weights: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Multi-head scaled dot-product attention: ``softmax(Q K^T * scale) V`` per head.
+
+    Args:
+        query: ``[B, Nq, D]``; split into ``num_heads`` heads of ``D / num_heads``.
+        key, value: ``[B, Nk, D]``, split like ``query``; with ``shared_kv=True`` they
+            are one head ``[B, Nk, D / num_heads]`` that every query head reads
+            (multi-query attention: fewer parameters, one K/V cache).
+        num_heads: number of heads; 1 is plain single-head attention.
+        key_mask: ``[B, Nk]``, ``True`` = real key; padded keys get zero weight.
+        dropout: applied to the attention weights (``None``: no dropout).
+        scale: logit scale; default ``1 / sqrt(head_dim)``.
+        return_weights: also return the weights ``[B, H, Nq, Nk]``.
+
+    Returns:
+        ``[B, Nq, D]``, and the weights when ``return_weights`` is set.
+
+    With a single key (``Nk == 1``) every weight is exactly 1 and the output is that
+    key's value whatever the query: the degeneracy of the original study (erratum 3).
+    """
+    head_dim = check_head_dim(query.shape[-1], num_heads)
+    q = split_heads(query, num_heads)  # [B, H, Nq, hd]
+    if shared_kv:
+        if key.shape[-1] != head_dim or value.shape[-1] != head_dim:
+            raise ValueError(
+                f"shared_kv=True expects key/value of width head_dim={head_dim}, "
+                f"got {key.shape[-1]} and {value.shape[-1]}."
+            )
+        k, v = key.unsqueeze(1), value.unsqueeze(1)  # [B, 1, Nk, hd], broadcast over heads
+    else:
+        k, v = split_heads(key, num_heads), split_heads(value, num_heads)  # [B, H, Nk, hd]
+    scale = head_dim**-0.5 if scale is None else scale
+    weights = masked_softmax(q @ k.transpose(-2, -1) * scale, key_mask)  # [B, H, Nq, Nk]
+    if dropout is not None:
+        weights = dropout(weights)
+    out = merge_heads(weights @ v)  # [B, Nq, D]
+    return (out, weights) if return_weights else out
+
+
+def shared_attention(
+    image_queries: Tensor,
+    text_keys: Tensor,
+    image_values: Tensor,
+    text_values: Tensor,
+    *,
+    num_heads: int = 1,
+    image_mask: Tensor | None = None,
+    text_mask: Tensor | None = None,
+    scale: float | None = None,
+    dual_softmax: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """One score matrix for both directions (the "shared attention" of v1-v7).
+
+    The scores ``S = Q_image K_text^T * scale`` (``[B, H, Ni, Nt]``) are computed once.
+    Image->text normalises ``S`` over the text axis (image tokens read text values).
+    Text->image reuses the same weights transposed, as the original did:
+    ``A^T`` (``[B, H, Nt, Ni]``). Its columns do not sum to 1, so each text token
+    receives an unnormalised sum of image values. That asymmetry is part of the design
+    the study measures. ``dual_softmax=True`` instead normalises ``S^T`` over the image
+    axis, a proper attention distribution (and then, without projections, v1 equals v0).
+    At ``Ni = Nt = 1`` both choices give weight 1: a plain copy (erratum 3).
+
+    Masks act on the key axis of each direction. Transposed mode also zeroes the rows
+    of padded image tokens, so padded images never feed the text side.
+
+    Returns:
+        ``(image_attended [B, Ni, D], text_attended [B, Nt, D])``.
+    """
+    head_dim = check_head_dim(image_queries.shape[-1], num_heads)
+    scale = head_dim**-0.5 if scale is None else scale
+    q = split_heads(image_queries, num_heads)  # [B, H, Ni, hd]
+    k = split_heads(text_keys, num_heads)  # [B, H, Nt, hd]
+    scores = q @ k.transpose(-2, -1) * scale  # [B, H, Ni, Nt]
+
+    image_to_text = masked_softmax(scores, text_mask)  # [B, H, Ni, Nt]
+    if dual_softmax:
+        text_to_image = masked_softmax(scores.transpose(-2, -1), image_mask)  # [B, H, Nt, Ni]
+    else:
+        weights = image_to_text
+        if image_mask is not None:
+            weights = weights.masked_fill(~image_mask[:, None, :, None], 0.0)
+        text_to_image = weights.transpose(-2, -1)  # [B, H, Nt, Ni]
+
+    image_attended = merge_heads(image_to_text @ split_heads(text_values, num_heads))
+    text_attended = merge_heads(text_to_image @ split_heads(image_values, num_heads))
+    return image_attended, text_attended
+
+
+class GatedFeedForward(nn.Module):
+    """Gated feed-forward network: ``W_out(GELU(W_g x) * GELU(W_v x))`` with dropout.
+
+    The gate branch decides, per hidden unit, how much of the value branch passes.
+    As in the original v9, both branches use GELU and dropout, and dropout also
+    follows the output projection.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.gate = nn.Sequential(nn.Linear(dim, hidden_dim), nn.GELU(), nn.Dropout(dropout))
+        self.value = nn.Sequential(nn.Linear(dim, hidden_dim), nn.GELU(), nn.Dropout(dropout))
+        self.out = nn.Linear(hidden_dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:  # [B, N, D] -> [B, N, D]
+        return self.dropout(self.out(self.gate(x) * self.value(x)))
+
+
+def _check_features(name: str, x: Tensor, dim: int) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [B, N, {dim}], got {type(x).__name__}.")
+    if x.dim() != 3 or x.shape[-1] != dim or x.shape[1] < 1:
+        hint = " (a pooled [B, D] vector needs .unsqueeze(1))" if x.dim() == 2 else ""
+        raise ValueError(f"{name} must have shape [B, N, {dim}] with N >= 1, got {list(x.shape)}{hint}.")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}.")
+
+
+def _check_mask(name: str, mask: Tensor | None, features: Tensor) -> None:
+    if mask is None:
+        return
+    expected = list(features.shape[:2])
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise TypeError(
+            f"{name} must be a torch.bool tensor of shape {expected} (True = real token, "
+            f"False = padding), got {got}; convert e.g. an attention_mask with `.bool()`."
+        )
+    if list(mask.shape) != expected:
+        raise ValueError(f"{name} must have shape {expected} (batch, tokens), got {list(mask.shape)}.")
+
+
+class CrossAttentionBase(nn.Module):
+    """Common interface of every version: bidirectional image <-> text attention.
+
+    ``forward(image_features [B, Ni, D], text_features [B, Nt, D], image_mask, text_mask)``
+    returns ``(image_out [B, Ni, D], text_out [B, Nt, D])``. ``forward`` validates the
+    inputs once and hands them to :meth:`fuse`, which each version implements.
+
+    ``num_heads`` and ``dropout`` are accepted by every version so that one config
+    builds any of them; versions without heads or dropout (as in the original) ignore them.
+    """
+
+    version: str = ""  # set by the registry decorator
+
+    def __init__(self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive int, got {dim!r}.")
+        if not isinstance(num_heads, int) or num_heads < 1:
+            raise ValueError(f"num_heads must be a positive int, got {num_heads!r}.")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.dropout_rate = float(dropout)
+
+    def forward(
+        self,
+        image_features: Tensor,
+        text_features: Tensor,
+        image_mask: Tensor | None = None,
+        text_mask: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        _check_features("image_features", image_features, self.dim)
+        _check_features("text_features", text_features, self.dim)
+        if image_features.shape[0] != text_features.shape[0]:
+            raise ValueError(
+                f"image_features and text_features need the same batch size, got "
+                f"{image_features.shape[0]} and {text_features.shape[0]}."
+            )
+        _check_mask("image_mask", image_mask, image_features)
+        _check_mask("text_mask", text_mask, text_features)
+        return self.fuse(image_features, text_features, image_mask, text_mask)
+
+    def fuse(
+        self,
+        image: Tensor,
+        text: Tensor,
+        image_mask: Tensor | None,
+        text_mask: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """The version's computation on validated inputs; see the version's docstring."""
+        raise NotImplementedError(f"{type(self).__name__} must implement fuse().")
+
+    def extra_repr(self) -> str:
+        return f"version={self.version!r}, dim={self.dim}, num_heads={self.num_heads}"

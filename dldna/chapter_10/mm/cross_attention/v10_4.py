@@ -1,0 +1,34 @@
+"""v10_4 = v9 + multi-query attention (per-head queries, one shared K/V head).
+
+Every head keeps its own query projection (``to_q``: ``dim -> dim``), but all heads read
+the same single key and value head (``to_kv``: ``dim -> 2 * head_dim``). The K/V
+projections shrink by a factor of ``num_heads``. Multi-query attention (Shazeer, 2019)
+is what many large models use to cut memory traffic at inference time.
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+from torch import Tensor
+
+from . import v9
+from .primitives import check_head_dim
+from .registry import register
+
+
+@register("v10_4")
+class CrossAttention(v9.CrossAttention):
+    """v9 with ``to_k`` / ``to_v`` replaced by one shared head ``to_kv``."""
+
+    shared_kv = True
+
+    def __init__(
+        self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, ff_dim: int | None = None
+    ) -> None:
+        super().__init__(dim, num_heads, dropout, ff_dim)
+        del self.to_k, self.to_v
+        self.to_kv = nn.Linear(dim, 2 * check_head_dim(dim, num_heads))
+
+    def _project(self, queries: Tensor, keys: Tensor, query_modality: str) -> tuple[Tensor, Tensor, Tensor]:
+        k, v = self.to_kv(keys).chunk(2, dim=-1)  # each [B, Nk, head_dim]
+        return self.to_q(queries), k, v

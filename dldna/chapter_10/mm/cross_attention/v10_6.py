@@ -1,0 +1,52 @@
+"""v10_6 = v9 + a contrastive projection added back into the features (reported as a failure).
+
+After attention, both modalities are mapped by ``contrast_proj`` and L2-normalised, as
+for a contrastive loss. Their cosine similarities then weight the other modality's
+normalised vectors, and the result is added straight onto the attended features. The
+similarity signal is thus written into the features themselves. The original author
+saw this distort them, as the residual of v3 did.
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import v9
+from .registry import register
+
+
+def _masked_mean_weights(similarity: Tensor, key_mask: Tensor | None) -> Tensor:
+    """Average over the real keys: ``[B, Nq, Nk]`` similarities -> weights, padding at 0."""
+    if key_mask is None:
+        return similarity / similarity.shape[-1]
+    keep = key_mask[:, None, :].to(similarity.dtype)  # [B, 1, Nk]
+    return similarity * keep / keep.sum(dim=-1, keepdim=True).clamp(min=1.0)
+
+
+@register("v10_6")
+class CrossAttention(v9.CrossAttention):
+    """v9 with ``attended += mean_k(cos(z_q, z_k) * z_k)``, ``z = normalize(contrast_proj(attended))``."""
+
+    def __init__(
+        self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, ff_dim: int | None = None
+    ) -> None:
+        super().__init__(dim, num_heads, dropout, ff_dim)
+        self.contrast_proj = nn.Linear(dim, dim)
+
+    def post_attention(
+        self,
+        image: Tensor,
+        text: Tensor,
+        image_attended: Tensor,
+        text_attended: Tensor,
+        image_mask: Tensor | None,
+        text_mask: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        image_z = F.normalize(self.contrast_proj(image_attended), dim=-1)  # [B, Ni, D]
+        text_z = F.normalize(self.contrast_proj(text_attended), dim=-1)  # [B, Nt, D]
+        similarity = image_z @ text_z.transpose(-2, -1)  # [B, Ni, Nt] cosine similarities
+        image_out = image_attended + _masked_mean_weights(similarity, text_mask) @ text_z
+        text_out = text_attended + _masked_mean_weights(similarity.transpose(-2, -1), image_mask) @ image_z
+        return image_out, text_out
