@@ -9,7 +9,6 @@ run on a natural image without any network.
 from __future__ import annotations
 
 import logging
-import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..runtime import Runtime, require_online
+from .flickr8k import cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +43,6 @@ SAMPLE_IMAGES: dict[str, SampleImage] = {
         f"http://{COCO_HOST}/val2017/000000039769.jpg", "two cats on a couch (COCO val2017 #39769)", "chelsea"
     ),
 }
-
-
-def cache_dir() -> Path:
-    """``$DLDNA_CACHE`` or ``~/.cache/dldna``: where downloaded files are kept."""
-    return Path(os.environ.get("DLDNA_CACHE", Path.home() / ".cache" / "dldna"))
 
 
 def offline_photo(name: str) -> Image.Image:
