@@ -383,3 +383,16 @@ def load_torchvision_vit(runtime: Runtime, num_classes: int = 10, pretrained: bo
     if model.heads.head.out_features != num_classes:
         model.heads.head = nn.Linear(model.heads.head.in_features, num_classes)
     return model.to(runtime.device)
+
+
+def load_image_backbone(runtime: Runtime, depth: int = 18) -> nn.Module:
+    """A feature-map backbone for the chapter's image towers (``out_channels`` attribute).
+
+    ``full`` (online or offline): the ResNet trunk of :func:`load_resnet`. ``smoke``: a
+    small CNN, since training a ResNet from scratch is too slow for a CPU in seconds.
+    """
+    from .chapter_10.encoders import ResNetTrunk, SmallConvNet
+
+    if runtime.smoke:
+        return SmallConvNet().to(runtime.device)
+    return ResNetTrunk(load_resnet(runtime, depth=depth)).to(runtime.device)
