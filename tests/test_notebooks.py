@@ -1,0 +1,98 @@
+"""Conventions every notebook in every language follows (DESIGN.md, "Languages")."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+LANGUAGES = sorted(p.name for p in NOTEBOOKS.iterdir() if p.is_dir() and not p.name.startswith("."))
+ALL = sorted(NOTEBOOKS.glob("*/*.ipynb"))
+ENGLISH = sorted((NOTEBOOKS / "en").glob("*.ipynb"))
+NAME = re.compile(r"^10_\d\d_[a-z0-9_]+\.ipynb$")
+
+HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
+KANA = re.compile(r"[\u3040-\u30ff]")
+HAN = re.compile(r"[\u4e00-\u9fff]")
+LEAKED = re.compile(r"严格指令|Strict instructions|As an AI|translation instructions", re.IGNORECASE)
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _source(cell) -> str:
+    src = cell["source"]
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _code_cells(nb):
+    return [(_source(c), c.get("metadata", {}).get("tags", [])) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def _markdown(nb) -> str:
+    return "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+
+
+def _ids(paths):
+    return [f"{p.parent.name}/{p.name}" for p in paths]
+
+
+def test_there_are_english_notebooks():
+    assert ENGLISH, "notebooks/en is empty"
+
+
+@pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
+def test_named_and_committed_without_outputs(path):
+    assert NAME.match(path.name), f"{path.name}: expected 10_NN_<slug>.ipynb"
+    nb = _load(path)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs"), f"{path}: commit notebooks without outputs"
+            assert cell.get("execution_count") is None, f"{path}: clear execution counts"
+
+
+@pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
+def test_install_cell_then_exactly_one_parameters_cell(path):
+    cells = _code_cells(_load(path))
+    tagged = [i for i, (_, tags) in enumerate(cells) if "parameters" in tags]
+    assert len(tagged) == 1, f"{path}: {len(tagged)} cells tagged 'parameters'"
+    assert tagged[0] == 1, "the parameters cell is the second code cell"
+    install = cells[0][0]
+    assert "find_spec(\"dldna\")" in install and "dldna[colab] @ git+" in install
+    params = cells[1][0]
+    for name in ("profile = None", "device = None", "seed ="):
+        assert name in params, f"{path}: parameters cell lacks {name!r}"
+
+
+@pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
+def test_code_is_english(path):
+    for source, _ in _code_cells(_load(path)):
+        assert not (HANGUL.search(source) or KANA.search(source) or HAN.search(source)), (
+            f"{path}: code cells (comments, printed text, labels) must be English"
+        )
+
+
+@pytest.mark.parametrize("lang", [lang for lang in LANGUAGES if lang != "en"])
+def test_every_language_has_the_same_notebooks_and_code(lang):
+    assert sorted(p.name for p in (NOTEBOOKS / lang).glob("*.ipynb")) == [p.name for p in ENGLISH]
+    for en_path in ENGLISH:
+        other = _load(NOTEBOOKS / lang / en_path.name)
+        assert _code_cells(other) == _code_cells(_load(en_path)), f"{lang}/{en_path.name}: code differs from en"
+        en_heads = [line.count("#") for line in _markdown(_load(en_path)).splitlines() if line.startswith("#")]
+        heads = [line.count("#") for line in _markdown(other).splitlines() if line.startswith("#")]
+        assert heads == en_heads, f"{lang}/{en_path.name}: headings do not line up with en"
+
+
+@pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
+def test_prose_is_in_its_own_script(path):
+    lang, text = path.parent.name, _markdown(_load(path))
+    assert not LEAKED.search(text), f"{path}: leaked instructions"
+    if lang == "zh":
+        assert not HANGUL.search(text) and not KANA.search(text)
+    if lang == "ko":
+        assert not KANA.search(text)
