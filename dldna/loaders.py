@@ -105,7 +105,7 @@ def build_wordpiece_tokenizer(
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok.train_from_iterator(
         list(texts if texts is not None else default_corpus()),
-        trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials),
+        trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False),
     )
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
@@ -133,6 +133,7 @@ def build_bpe_tokenizer(texts: Iterable[str] | None = None, vocab_size: int = 10
             special_tokens=[start, end],
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             end_of_word_suffix="</w>",
+            show_progress=False,
         ),
     )
     tok.post_processor = processors.TemplateProcessing(
