@@ -9,10 +9,9 @@ STAMP := $(VENV)/.dldna-installed
 
 export DLDNA_PROFILE ?= smoke
 export DLDNA_DATA_DIR ?= $(CURDIR)/data
-export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 
-.PHONY: book test install data unit notebooks book-strict browser-check clean
+.PHONY: book test install data web-assets unit notebooks book-strict browser-check clean
 
 install: $(STAMP)
 
@@ -25,7 +24,11 @@ $(STAMP): pyproject.toml
 data: install
 	$(BIN)/python -m dldna.data.prepare --profile smoke
 
-book: data
+# MathJax and mermaid from npm into book/_static/vendor (once), so the site renders offline.
+web-assets: install
+	$(BIN)/python scripts/fetch_web_assets.py
+
+book: data web-assets
 	$(BIN)/jupyter-book build . --keep-going
 
 unit: install
@@ -34,10 +37,17 @@ unit: install
 notebooks: data
 	$(BIN)/python -m pytest --nbmake --nbmake-timeout=300 notebooks/en
 
-book-strict: data
+book-strict: data web-assets
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-test: unit notebooks book-strict
+# Headless Chromium (Debian package `chromium`) opens the built pages; installed here
+# when missing and running as root.
+browser-check: book-strict
+	@test -x /usr/bin/chromium || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	$(BIN)/python scripts/browser_check.py _build/html
+
+test: unit notebooks book-strict browser-check
 
 clean:
 	rm -rf _build
