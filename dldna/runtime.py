@@ -123,6 +123,10 @@ def setup(
         seed=seed,
     )
     seed_everything(seed)
+    if runtime.smoke and runtime.device.type == "cpu":
+        # Smoke models are tiny: one thread beats a thread pool that synchronises on every
+        # small matrix product, and stays fast when other processes share the cores.
+        torch.set_num_threads(1)
     if runtime.synthetic and not _banner_shown:
         logger.warning(runtime.banner)
         _banner_shown = True
