@@ -18,6 +18,7 @@ checks the local cache, then fails fast with a clear message when offline.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -94,24 +95,36 @@ def default_corpus(n_scenes: int = 400, seed: int = 0) -> list[str]:
 def build_wordpiece_tokenizer(
     texts: Iterable[str] | None = None, vocab_size: int = 1000
 ) -> transformers.BertTokenizerFast:
-    """Train a lower-cased WordPiece vocabulary and wrap it in ``BertTokenizerFast``.
+    """Build a lower-cased WordPiece vocabulary from ``texts``, wrapped in ``BertTokenizerFast``.
 
     The result behaves like ``bert-base-uncased``'s tokenizer ([CLS] ... [SEP], padding,
-    attention masks) but knows only the words of ``texts``.
+    attention masks) but knows only the words of ``texts``: the most frequent words (ties
+    in alphabetical order) up to ``vocab_size``, plus every character alone and as a
+    ``##`` continuation, so an unseen word is spelled out rather than lost. The vocabulary
+    is a pure function of ``texts``: ``tokenizers``' WordPiece trainer breaks ties between
+    equally frequent merges differently on every run, which would give the same captions
+    different ids, and two runs with the same seed different models.
     """
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    corpus = list(texts if texts is not None else default_corpus())
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text in corpus:
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(
-        list(texts if texts is not None else default_corpus()),
-        trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False),
-    )
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    chars = sorted({c for word in counts for c in word})
+    fallback = [*chars, *(f"##{c}" for c in chars)]
+    budget = max(0, vocab_size - len(specials) - len(fallback))
+    words = [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if len(w) > 1][:budget]
+    vocab = {piece: i for i, piece in enumerate(dict.fromkeys([*specials, *fallback, *words]))}
+
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
     tok.decoder = decoders.WordPiece()
     return transformers.BertTokenizerFast(tokenizer_object=tok, **_BERT_SPECIALS)

@@ -136,3 +136,11 @@ def test_full_torchvision_without_network_fails_fast(monkeypatch, tmp_path):
 def test_unknown_hub_key():
     with pytest.raises(KeyError, match="blip_captioning"):
         loaders.load_hub_model("gpt", rt.Runtime())
+
+
+def test_wordpiece_vocabulary_is_a_pure_function_of_the_texts():
+    texts = ["two red squares left of a blue circle", "a green star above a cross"] * 4
+    first, second = loaders.build_wordpiece_tokenizer(texts), loaders.build_wordpiece_tokenizer(list(reversed(texts)))
+    assert first.get_vocab() == second.get_vocab()
+    assert first.tokenize("two red squares") == ["two", "red", "squares"]
+    assert first.tokenize("reds") == ["red", "##s"]

@@ -58,6 +58,7 @@ from dldna.chapter_10.metrics import recall_at_k_from_scores
 from dldna.chapter_10.mm.cross_attention import REGISTRY, VERSIONS, UnknownVersionError, get_cross_attention
 from dldna.data.cache import CachedSplit, cached_split
 from dldna.data.flickr8k import Flickr8kDataset, load_or_create_split, read_captions
+from dldna.loaders import build_wordpiece_tokenizer
 from dldna.runtime import Runtime, seed_everything, setup
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,6 @@ __all__ = [
     "save_checkpoint",
     "train",
     "validate",
-    "word_vocabulary_tokenizer",
 ]
 
 #: Recall@K cut-offs reported everywhere.
@@ -920,36 +920,6 @@ def pretrain_encoders(
 
 
 
-def word_vocabulary_tokenizer(texts: Sequence[str]) -> transformers.PreTrainedTokenizerBase:
-    """A BERT WordPiece tokenizer whose vocabulary is every word of ``texts``, in sorted order.
-
-    ``tokenizers``' WordPiece trainer breaks ties between equally frequent merges in a
-    different order on every run, so the same captions get different ids, and different
-    intermediate pieces, each time; with them every word gets another embedding row, and
-    two runs with the same seed no longer start from the same model. A small synthetic
-    corpus does not need learned sub-words: its words, plus single characters for
-    anything unseen, make a vocabulary that is the same on every run. Normalisation,
-    pre-tokenisation and the ``[CLS] ... [SEP]`` template come from the trained tokenizer.
-    """
-    from tokenizers import models
-
-    from dldna.loaders import build_wordpiece_tokenizer
-
-    trained = build_wordpiece_tokenizer(texts)
-    backend = trained.backend_tokenizer
-    special = {token: trained.convert_tokens_to_ids(token) for token in trained.all_special_tokens}
-    words: set[str] = set()
-    for text in texts:
-        words.update(w for w, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text)))
-    chars = {c for w in words for c in w}
-    pieces = sorted(words | chars) + sorted(f"##{c}" for c in chars)
-    free = (i for i in range(len(special) + len(pieces)) if i not in set(special.values()))
-    vocab = {**special, **{piece: next(free) for piece in pieces if piece not in special}}
-    rebuilt = Tokenizer.from_str(backend.to_str())  # keeps normaliser, pre-tokeniser, template, decoder
-    rebuilt.model = models.WordPiece(vocab, unk_token=trained.unk_token, continuing_subword_prefix="##")
-    return transformers.BertTokenizerFast(tokenizer_object=rebuilt, **trained.special_tokens_map)
-
-
 @dataclass
 class RunConfig:
     """The settings shared by every version of one :func:`run_training` call."""
@@ -1091,7 +1061,7 @@ def _plan(runtime: Runtime, config: RunConfig, caption_file: Path) -> _Plan:
         # The vocabulary comes from the training captions (plus the chapter's sentences, so
         # the zero-shot captions are not all [UNK]); the full profile uses bert-base's.
         train_set = set(train_names)
-        tokenizer = word_vocabulary_tokenizer([*(c for n, c in rows if n in train_set), *CHAPTER_TEXTS])
+        tokenizer = build_wordpiece_tokenizer([*(c for n, c in rows if n in train_set), *CHAPTER_TEXTS])
     else:
         text_encoder, tokenizer = load_bert(runtime)
     vocabulary = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
