@@ -11,7 +11,7 @@ export DLDNA_PROFILE ?= smoke
 export DLDNA_DATA_DIR ?= $(CURDIR)/data
 export PYTHONHASHSEED ?= 0
 
-.PHONY: book test install data web-assets unit notebooks book-strict browser-check clean
+.PHONY: book test install data web-assets unit gpu-check-small notebooks book-strict browser-check clean
 
 install: $(STAMP)
 
@@ -47,7 +47,11 @@ browser-check: book-strict
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(BIN)/python scripts/browser_check.py _build/html
 
-test: unit notebooks book-strict browser-check
+# The GPU check's small CPU run: the same script that measures throughput on a GPU.
+gpu-check-small: install
+	bash scripts/gpu_check.sh --cpu-small
+
+test: unit gpu-check-small notebooks book-strict browser-check
 
 clean:
 	rm -rf _build
