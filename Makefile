@@ -35,7 +35,7 @@ unit: install
 	$(BIN)/python -m pytest tests
 
 notebooks: data
-	$(BIN)/python -m pytest --nbmake --nbmake-timeout=300 notebooks/en
+	$(BIN)/python -m pytest --nbmake --nbmake-timeout=300 --durations=0 notebooks/en
 
 book-strict: data web-assets
 	$(BIN)/jupyter-book build . -W -n --keep-going
