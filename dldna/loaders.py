@@ -31,6 +31,7 @@ import transformers
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from torch import nn
 
+from .backbones import ResNetTrunk, SmallConvNet
 from .runtime import Runtime, require_online
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,34 @@ TORCHVISION_WEIGHTS: dict[str, str] = {
 
 #: Side length of the images the tiny smoke models expect.
 SMOKE_IMAGE_SIZE = 64
+
+@dataclass(frozen=True)
+class ProfileSizes:
+    """The sizes chapter code builds its models and data at, chosen per profile here.
+
+    ``image_size``: side of the square images the image towers receive;
+    ``embedding_dim``: width of the shared embedding space of the towers.
+    """
+
+    image_size: int
+    embedding_dim: int
+
+
+#: One row per profile; read through :func:`profile_sizes`.
+PROFILE_SIZES: dict[str, ProfileSizes] = {
+    "smoke": ProfileSizes(image_size=SMOKE_IMAGE_SIZE, embedding_dim=64),
+    "full": ProfileSizes(image_size=224, embedding_dim=512),
+}
+
+
+def profile_sizes(runtime: Runtime) -> ProfileSizes:
+    """The image side and embedding width for ``runtime``'s profile.
+
+    Chapter code asks this instead of reading ``runtime.profile``; the full profile with
+    random weights keeps the full sizes (it measures full-scale throughput).
+    """
+    return PROFILE_SIZES[runtime.profile]
+
 
 #: Answers the tiny smoke VQA head can give (the real head has 3,129).
 SMOKE_VQA_ANSWERS = ("0", "1", "2", "3", "4", "yes", "no", "cat", "dog", "red", "blue", "green")
@@ -405,8 +434,6 @@ def load_image_backbone(runtime: Runtime, depth: int = 18) -> nn.Module:
     ``full`` (online or offline): the ResNet trunk of :func:`load_resnet`. ``smoke``: a
     small CNN, since training a ResNet from scratch is too slow for a CPU in seconds.
     """
-    from .chapter_10.encoders import ResNetTrunk, SmallConvNet
-
     if runtime.smoke:
         return SmallConvNet().to(runtime.device)
     return ResNetTrunk(load_resnet(runtime, depth=depth)).to(runtime.device)
