@@ -501,3 +501,35 @@ def test_scratch_language_reuses_the_english_execution_and_falls_back(tmp_path):
     assert ">Scratch<" in text["landing"]
     for name in ("en_shared", "xx_shared"):
         assert '<h1><span class="section-number">10.2. </span>' in text[name], name
+
+
+# ---------------------------------------------------------------------------------------
+# Repository hygiene a user meets: what git ignores, how the package declares its licence
+
+
+@pytest.mark.parametrize(
+    ("path", "ignored"),
+    [
+        ("data/flickr8k/captions.txt", True),  # `make data`
+        ("notebooks/en/data/cifar10/x.bin", True),  # a notebook run from its own folder
+        ("colab/en/data/synthetic/captions.txt", True),
+        ("build/lib/dldna/__init__.py", True),  # setuptools
+        ("dldna/data/new_module.py", False),  # the package's data subpackage is source
+        ("notebooks/en/10_99_new.ipynb", False),
+    ],
+)
+def test_gitignore_covers_generated_folders_only(path, ignored):
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    result = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT)
+    assert result.returncode == (0 if ignored else 1), f"{path}: ignored should be {ignored}"
+
+
+def test_pyproject_licence_is_an_spdx_expression():
+    # The table form (`license = {text = ...}`) is deprecated; setuptools stops building it
+    # on 2027-02-18, which would break every install cell.
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(r'^license = "MIT"', text, re.M), "use the SPDX form license = \"MIT\""
+    requires = re.search(r"^requires = \[(.*)\]", text, re.M).group(1)
+    version = re.search(r'"setuptools>=(\d+)', requires)
+    assert version and int(version.group(1)) >= 77, f"PEP 639 licences need setuptools>=77: {requires}"

@@ -62,11 +62,77 @@ def test_install_cell_then_exactly_one_parameters_cell(path):
     tagged = [i for i, (_, tags) in enumerate(cells) if "parameters" in tags]
     assert len(tagged) == 1, f"{path}: {len(tagged)} cells tagged 'parameters'"
     assert tagged[0] == 1, "the parameters cell is the second code cell"
-    install = cells[0][0]
-    assert "find_spec(\"dldna\")" in install and "dldna[colab] @ git+" in install
+    install, install_tags = cells[0]
+    assert install == _code_cells(_load(ENGLISH[0]))[0][0], f"{path}: install cell differs from others"
+    assert "dldna[colab] @ git+" in install and "hide-input" in install_tags
     params = cells[1][0]
-    for name in ("profile = None", "device = None", "seed ="):
+    for name in ("profile: Optional[str] = None", "device: Optional[str] = None", "seed: int ="):
         assert name in params, f"{path}: parameters cell lacks {name!r}"
+
+
+@pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
+def test_papermill_lists_every_parameter_with_its_type(path):
+    import ast
+
+    import papermill
+
+    cell = next(c for c in _load(path)["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    assigned = [node.target.id if isinstance(node, ast.AnnAssign) else node.targets[0].id
+                for node in ast.parse(_source(cell)).body if isinstance(node, (ast.Assign, ast.AnnAssign))]
+    listed = papermill.inspect_notebook(str(path))
+    assert list(listed) == assigned, f"{path}: papermill lists {list(listed)}, the cell sets {assigned}"
+    untyped = [name for name, p in listed.items() if p["inferred_type_name"] in ("None", "")]
+    assert not untyped, f"{path}: annotate {untyped} (e.g. `epochs: int = 5`) for --help-notebook"
+    no_help = [name for name, p in listed.items() if not p["help"] and name != "seed"]
+    assert not no_help, f"{path}: give {no_help} a trailing comment (papermill's help text)"
+
+
+@pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
+def test_kernelspec_is_ipykernels_own(path):
+    # JupyterLab rewrites any other display name on open (a changed tracked file and a new
+    # Jupyter Book cache key).
+    assert _load(path)["metadata"]["kernelspec"] == {
+        "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+def _run_install_cell(monkeypatch, installed: str | None) -> list[list[str]]:
+    """Execute the install cell with ``installed`` as dldna's version; return pip calls."""
+    import importlib.metadata
+    import subprocess
+
+    def version(name):
+        assert name == "dldna"
+        if installed is None:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return installed
+
+    calls = []
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setattr(subprocess, "check_call", lambda args: calls.append(args))
+    exec(compile(_code_cells(_load(ENGLISH[0]))[0][0], "install-cell", "exec"), {})
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("installed", "installs"),
+    [(None, True), ("0.1.6", True), ("0.9.9", True), ("1.0.0.dev0", False), ("1.2", False)],
+)
+def test_install_cell_replaces_the_first_editions_package(monkeypatch, installed, installs):
+    # PyPI's dldna 0.1.6 is the first edition's package: importable, but without dldna.data.
+    calls = _run_install_cell(monkeypatch, installed)
+    assert bool(calls) == installs, (installed, calls)
+    if installs:
+        assert calls[0][-1].startswith("dldna[colab] @ git+https://") and "-U" in calls[0]
+
+
+def test_install_cell_minimum_is_this_packages_version():
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
+    here = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    found = re.search(r"^MIN_VERSION = \((\d+), (\d+)\)", _code_cells(_load(ENGLISH[0]))[0][0], re.M)
+    assert found, "the install cell sets MIN_VERSION = (major, minor)"
+    minimum = (int(found.group(1)), int(found.group(2)))
+    assert (0, 1) < minimum <= here, f"MIN_VERSION {minimum} against pyproject's {version}"
 
 
 @pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
