@@ -5,14 +5,15 @@ class** in every profile:
 
 * ``full`` (online): the pretrained weights, by the ids in :data:`MODEL_IDS` and
   :data:`TORCHVISION_WEIGHTS` (the one table of ids in the package);
-* ``full`` with ``DLDNA_OFFLINE=1``: the full-size architecture, random weights;
+* ``full`` with ``DLDNA_RANDOM_WEIGHTS=1``: the full-size architecture, random weights;
 * ``smoke``: a tiny configuration of the same class, random weights.
 
 Processors and tokenizers are built locally for the synthetic profiles: a WordPiece or
 byte-level BPE vocabulary is trained with ``tokenizers`` on captions and wrapped in the
 tokenizer class the real checkpoint uses. Nothing here touches the network at import time
 or in a constructor; only the ``full`` branch calls ``from_pretrained``, and it first
-checks the local cache, then fails fast with a clear message when offline.
+checks the local cache, then fails fast with a clear message when the Hub cannot be used
+(``HF_HUB_OFFLINE=1``: the local cache only).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from torch import nn
 
 from .backbones import ResNetTrunk, SmallConvNet
-from .runtime import Runtime, require_online
+from .runtime import ResourceUnavailableError, Runtime, require_online
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ TORCHVISION_WEIGHTS: dict[str, str] = {
 
 #: Side length of the images the tiny smoke models expect.
 SMOKE_IMAGE_SIZE = 64
+
 
 @dataclass(frozen=True)
 class ProfileSizes:
@@ -315,14 +317,37 @@ HUB_SPECS: dict[str, HubSpec] = {
 }
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
 def _from_hub(cls, repo_id: str, what: str):
-    """``cls.from_pretrained(repo_id)``: the local cache first, then the Hub if reachable."""
+    """``cls.from_pretrained(repo_id)``: the local cache first, then the Hub if allowed.
+
+    Under ``HF_HUB_OFFLINE=1`` a missing model is a :class:`ResourceUnavailableError`
+    naming it, the cache folder and how to fill it, without the libraries' tracebacks.
+    """
     try:
         return cls.from_pretrained(repo_id, local_files_only=True)
-    except OSError:
-        require_online(f"{what} '{repo_id}'", HF_HOST)
-        logger.info("Downloading %s from the Hugging Face Hub", repo_id)
+    except OSError as exc:  # not in the cache (or an incomplete copy)
+        cause = _first_line(exc)
+    from huggingface_hub import constants
+
+    logger.info("%s is not in the local cache (%s)", repo_id, cause)
+    require_online(
+        f"{what} '{repo_id}'",
+        HF_HOST,
+        where=f"the Hugging Face cache {constants.HF_HUB_CACHE}",
+        how_to_get=f"python -c \"import huggingface_hub; huggingface_hub.snapshot_download('{repo_id}')\"",
+    )
+    logger.info("Downloading %s from the Hugging Face Hub", repo_id)
+    try:
         return cls.from_pretrained(repo_id)
+    except OSError as exc:
+        raise ResourceUnavailableError(
+            f"Downloading {what} '{repo_id}' from the Hugging Face Hub failed ({_first_line(exc)})."
+        ) from None
 
 
 def load_hub_model(key: str, runtime: Runtime, tokenizer=None) -> tuple[nn.Module, Any]:
@@ -386,11 +411,21 @@ def load_bert(runtime: Runtime, texts: Sequence[str] | None = None):
 
 # ------------------------------------------------------------------ torchvision models
 def _torchvision_weights(arch: str):
+    """The weight enum of ``arch``; its file must be in torch's cache or downloadable.
+
+    torchvision checks a weight file's hash only while downloading it; a file already in
+    ``$TORCH_HOME/hub/checkpoints`` is loaded as it is.
+    """
     enum_name, member = TORCHVISION_WEIGHTS[arch].split(".")
     weights = getattr(torchvision.models, enum_name)[member]
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if not cached.exists():
-        require_online(f"the torchvision weights {TORCHVISION_WEIGHTS[arch]}", TORCH_HOST)
+        require_online(
+            f"the torchvision weights {TORCHVISION_WEIGHTS[arch]}",
+            TORCH_HOST,
+            where=str(cached),
+            how_to_get=f"download {weights.url} into {cached.parent}",
+        )
     return weights
 
 

@@ -7,9 +7,14 @@ ever receives models, tokenizers and datasets built from it.
 Resolution order for the profile: the explicit argument, else the ``DLDNA_PROFILE``
 environment variable, else ``"full"`` (a reader in Colab gets the real models).
 
-``full`` with ``DLDNA_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) keeps full-size
-architectures but gives them random weights and synthetic data: the way to measure
-throughput on a machine without internet.
+Two environment variables change what ``full`` may use:
+
+* ``DLDNA_RANDOM_WEIGHTS=1`` (older name ``DLDNA_OFFLINE=1``, still read) keeps the
+  full-size architectures but gives them random weights and synthetic data: the way to
+  measure throughput on a machine without internet. Only this variable asks for it.
+* ``HF_HUB_OFFLINE=1`` or ``TRANSFORMERS_OFFLINE=1`` (Hugging Face's convention) means
+  "local copies only": models come from the local Hugging Face and torch caches, datasets
+  from their local mirrors, and anything missing is a clear error, never a download.
 """
 
 from __future__ import annotations
@@ -17,11 +22,15 @@ from __future__ import annotations
 import logging
 import os
 import random
-import socket
+import ssl
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from dldna.params import ParameterError, check_params, integer
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +60,24 @@ def resolve_profile(profile: str | None = None) -> str:
     return chosen
 
 
+#: Variables that ask the full profile for full-size random weights and synthetic data.
+RANDOM_WEIGHTS_VARS = ("DLDNA_RANDOM_WEIGHTS", "DLDNA_OFFLINE")
+#: Hugging Face's "local files only" variables; the package applies them to every download.
+LOCAL_ONLY_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
 def offline_requested() -> bool:
-    """True when ``DLDNA_OFFLINE`` or ``HF_HUB_OFFLINE`` is set to a true value."""
-    return _env_flag("DLDNA_OFFLINE") or _env_flag("HF_HUB_OFFLINE")
+    """True when ``DLDNA_RANDOM_WEIGHTS`` (or its older name ``DLDNA_OFFLINE``) is set.
+
+    This is the explicit request for full-size random weights; ``HF_HUB_OFFLINE`` is not:
+    it means "use the local cache" (see :func:`local_files_only`).
+    """
+    return any(_env_flag(name) for name in RANDOM_WEIGHTS_VARS)
+
+
+def local_files_only() -> bool:
+    """True when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set: no downloads at all."""
+    return any(_env_flag(name) for name in LOCAL_ONLY_VARS)
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
@@ -108,21 +132,72 @@ class Runtime:
         )
 
 
+#: The largest seed NumPy accepts (``np.random.seed`` takes 32-bit seeds).
+SEED_MAX = 2**32 - 1
+_DEVICES_ALLOWED = "None or 'auto' (the best this machine has), 'cpu', 'cuda', 'cuda:N' or 'mps'"
+
+
+def available_device(device: str | torch.device | None = None) -> torch.device:
+    """:func:`select_device`, checked: a device that this machine has.
+
+    ``"cuda"`` on a machine without CUDA, ``"cuda:3"`` with one GPU, ``"mps"`` off Apple
+    silicon and names torch does not know raise :class:`~dldna.params.ParameterError`
+    here, instead of an error several cells later when the first tensor moves.
+    """
+    if device is not None and not isinstance(device, (str, torch.device)):
+        raise ParameterError(f"Parameter device = {device!r} is not allowed: use {_DEVICES_ALLOWED}.")
+    try:
+        chosen = select_device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ParameterError(
+            f"Parameter device = {device!r} is not allowed: use {_DEVICES_ALLOWED} ({exc})."
+        ) from None
+    missing = None
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            missing = "this machine has no CUDA GPU (torch.cuda.is_available() is False)"
+        elif chosen.index is not None and chosen.index >= count:
+            missing = f"this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+    elif chosen.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            missing = "Apple's MPS backend is not available on this machine"
+    if missing:
+        raise ParameterError(
+            f"Parameter device = {device!r} is not allowed: {missing}. Use device=None to take "
+            "the best device available, or 'cpu'."
+        )
+    return chosen
+
+
 def setup(
     profile: str | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
 ) -> Runtime:
-    """Resolve the profile, pick the device, seed everything and show the banner once."""
+    """Resolve the profile, pick the device, seed everything and show the banner once.
+
+    Bad values fail here, with a :class:`~dldna.params.ParameterError` that names the
+    parameter, its value and what is allowed: a seed that is not an integer in
+    ``[0, 2**32 - 1]``, a profile that is not a string, or a device this machine lacks
+    (``"cuda"`` without CUDA).
+    """
     global _banner_shown
+    if profile is not None and not isinstance(profile, str):
+        raise ParameterError(
+            f"Parameter profile = {profile!r} is not allowed: use one of {', '.join(map(repr, PROFILES))}, "
+            "or None for $DLDNA_PROFILE (default 'full')."
+        )
+    check_params(seed=(seed, integer(0, SEED_MAX)))
     resolved = resolve_profile(profile)
     runtime = Runtime(
         profile=resolved,
         offline=resolved == "full" and offline_requested(),
-        device=select_device(device),
-        seed=seed,
+        device=available_device(device),
+        seed=int(seed),
     )
-    seed_everything(seed)
+    seed_everything(runtime.seed)
     if runtime.smoke and runtime.device.type == "cpu":
         # Smoke models are tiny: one thread beats a thread pool that synchronises on every
         # small matrix product, and stays fast when other processes share the cores.
@@ -133,22 +208,68 @@ def setup(
     return runtime
 
 
-def host_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
-    """One short TCP connection attempt; no data is sent."""
+#: Seconds the reachability check waits for a host's HTTPS answer.
+REACHABILITY_TIMEOUT = 5.0
+
+
+def probe_url(host: str) -> str:
+    """The URL the reachability check asks: ``https://host/``, or ``host`` if it is a URL."""
+    return host if "://" in host else f"https://{host}/"
+
+
+def reachability_problem(host: str, timeout: float = REACHABILITY_TIMEOUT) -> str | None:
+    """``None`` when :func:`probe_url` answers within ``timeout`` seconds, else the reason.
+
+    A real HTTPS request (TLS handshake, one ``HEAD``), not a TCP connect: a network
+    that accepts connections but breaks TLS (a proxy, a captive portal) fails here in
+    seconds instead of in a library's retries. Any HTTP status counts as an answer.
+    """
+    request = urllib.request.Request(probe_url(host), method="HEAD", headers={"User-Agent": "dldna"})
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+        with urllib.request.urlopen(request, timeout=timeout):
+            return None
+    except urllib.error.HTTPError:  # the server answered over TLS: reachable
+        return None
+    except (urllib.error.URLError, ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
 
 
-def require_online(resource: str, host: str) -> None:
-    """Fail fast, naming ``resource`` and the two ways out, when ``host`` is unreachable."""
+def host_reachable(host: str, timeout: float = REACHABILITY_TIMEOUT) -> bool:
+    """True when :func:`probe_url` answers (see :func:`reachability_problem`)."""
+    problem = reachability_problem(host, timeout)
+    if problem is not None:
+        logger.warning("%s cannot be used: %s", probe_url(host), problem)
+    return problem is None
+
+
+def _ways_out(resource: str, how_to_get: str) -> str:
+    get = f"get it on a machine with internet ({how_to_get}) and copy it here" if how_to_get else (
+        "download it once on a machine with internet and copy it here")
+    return (
+        f"Ways out: {get}; or run the small offline version with profile='smoke' (or "
+        "DLDNA_PROFILE=smoke); or set DLDNA_RANDOM_WEIGHTS=1 for the full-size "
+        "architectures with random weights and synthetic data."
+    )
+
+
+def require_online(resource: str, host: str, where: str = "", how_to_get: str = "") -> None:
+    """Fail fast, naming ``resource`` and the ways out, when it cannot be downloaded.
+
+    ``where`` says where a local copy was looked for, ``how_to_get`` how to make one.
+    Under ``HF_HUB_OFFLINE=1`` (or ``TRANSFORMERS_OFFLINE=1``) nothing is downloaded, so
+    this always raises; otherwise it returns when ``https://host`` answers.
+    """
+    hint = f" (looked in {where})" if where else ""
+    if local_files_only():
+        flags = " / ".join(f"{n}=1" for n in LOCAL_ONLY_VARS if _env_flag(n))
+        raise ResourceUnavailableError(
+            f"{resource[:1].upper()}{resource[1:]} is not available locally{hint}, and {flags} allows local copies "
+            f"only. {_ways_out(resource, how_to_get)}"
+        )
     if host_reachable(host):
         return
     raise ResourceUnavailableError(
-        f"The full profile needs {resource}, but {host} cannot be reached from this "
-        "machine. Either run the small offline version with profile='smoke' (or "
-        "DLDNA_PROFILE=smoke), or keep the full-size architectures with random weights "
-        "and synthetic data by setting DLDNA_OFFLINE=1."
+        f"The full profile needs {resource}{hint}, but {probe_url(host)} cannot be reached from "
+        f"this machine. {_ways_out(resource, how_to_get)}"
     )

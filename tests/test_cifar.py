@@ -62,7 +62,7 @@ def test_bad_arguments_are_explained():
 
 def test_full_profile_offline_fails_fast_with_a_clear_message(tmp_path, monkeypatch):
     monkeypatch.setattr(runtime, "host_reachable", lambda *a, **k: False)
-    with pytest.raises(ResourceUnavailableError, match="CIFAR-10.*www.cs.toronto.edu.*smoke.*DLDNA_OFFLINE"):
+    with pytest.raises(ResourceUnavailableError, match="CIFAR-10.*www.cs.toronto.edu.*smoke.*DLDNA_RANDOM_WEIGHTS"):
         load_cifar10(FULL_ONLINE, train=True, data_dir=tmp_path)
     assert not any(tmp_path.rglob("*.tar.gz"))  # nothing was downloaded
 

@@ -8,7 +8,7 @@ from dldna import runtime as rt
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch):
-    for name in ("DLDNA_PROFILE", "DLDNA_OFFLINE", "HF_HUB_OFFLINE"):
+    for name in ("DLDNA_PROFILE", *rt.RANDOM_WEIGHTS_VARS, *rt.LOCAL_ONLY_VARS):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(rt, "_banner_shown", False)
 
@@ -30,11 +30,24 @@ def test_unknown_profile_is_rejected():
         rt.resolve_profile("tiny")
 
 
-@pytest.mark.parametrize("var", ["DLDNA_OFFLINE", "HF_HUB_OFFLINE"])
-def test_offline_flags_give_full_size_random_weights(monkeypatch, var):
+@pytest.mark.parametrize("var", ["DLDNA_RANDOM_WEIGHTS", "DLDNA_OFFLINE"])
+def test_random_weight_flags_give_full_size_random_weights(monkeypatch, var):
     monkeypatch.setenv(var, "1")
     run = rt.setup("full", device="cpu")
     assert run.profile == "full" and run.offline and run.synthetic and not run.smoke
+
+
+@pytest.mark.parametrize("var", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_hugging_face_offline_means_local_files_not_random_weights(monkeypatch, var):
+    monkeypatch.setenv(var, "1")
+    run = rt.setup("full", device="cpu")
+    assert not run.offline and not run.synthetic and rt.local_files_only()
+    monkeypatch.setattr(rt, "host_reachable", lambda *a, **k: pytest.fail("the network was checked"))
+    with pytest.raises(rt.ResourceUnavailableError) as info:
+        rt.require_online("the pretrained model 'x/y'", "huggingface.co", where="/cache", how_to_get="fetch x/y")
+    message = str(info.value)
+    assert message.startswith("The pretrained model 'x/y' is not available locally (looked in /cache)")
+    assert f"{var}=1" in message and "fetch x/y" in message and "DLDNA_RANDOM_WEIGHTS=1" in message
 
 
 def test_smoke_is_never_offline_but_synthetic(monkeypatch):
@@ -75,4 +88,27 @@ def test_full_without_network_fails_fast_naming_the_ways_out(monkeypatch):
     with pytest.raises(rt.ResourceUnavailableError) as info:
         rt.require_online("the pretrained model 'x/y'", "huggingface.co")
     message = str(info.value)
-    assert "'x/y'" in message and "profile='smoke'" in message and "DLDNA_OFFLINE=1" in message
+    assert "'x/y'" in message and "profile='smoke'" in message and "DLDNA_RANDOM_WEIGHTS=1" in message
+    assert "https://huggingface.co/ cannot be reached" in message
+
+
+def test_reachability_is_an_https_request_that_fails_fast(monkeypatch):
+    """A host that accepts TCP but breaks TLS is unreachable: the check speaks HTTPS."""
+    import socketserver
+    import threading
+    import time
+
+    class Garbage(socketserver.BaseRequestHandler):
+        def handle(self):
+            self.request.sendall(b"this is not TLS\r\n\r\n")
+
+    with socketserver.TCPServer(("127.0.0.1", 0), Garbage) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            start = time.perf_counter()
+            problem = rt.reachability_problem(f"https://127.0.0.1:{server.server_address[1]}/", timeout=2)
+            elapsed = time.perf_counter() - start
+        finally:
+            server.shutdown()
+    assert problem is not None and "SSL" in problem and elapsed < 2.5
+    assert rt.probe_url("huggingface.co") == "https://huggingface.co/"

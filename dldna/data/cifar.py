@@ -3,8 +3,9 @@
 =====================  ================================================  =================
 profile                data                                              default folder
 =====================  ================================================  =================
-``full`` + online      real CIFAR-10 (torchvision, downloaded once)      data/cifar10
-``full`` + offline     synthetic 10-class shapes, 50,000 / 10,000        (rendered lazily)
+``full``               real CIFAR-10 (torchvision; a local copy, else    data/cifar10
+                       downloaded once)
+``full`` + synthetic   synthetic 10-class shapes, 50,000 / 10,000        (rendered lazily)
 ``smoke``              synthetic 10-class shapes, 2,000 / 500            (rendered lazily)
 =====================  ================================================  =================
 
@@ -33,11 +34,14 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets, transforms
+from torchvision.datasets.cifar import CIFAR10 as _TorchvisionCIFAR10
+from torchvision.datasets.utils import check_integrity, extract_archive
 
 from dldna import runtime as runtime_module
 from dldna.runtime import Runtime
 
 from . import shapes
+from .flickr8k import cache_dir
 from .prepare import data_home
 
 logger = logging.getLogger(__name__)
@@ -164,14 +168,41 @@ class _FirstItems(Subset):
         self.targets = [int(dataset.targets[i]) for i in self.indices]
 
 
+def _local_archives(root: Path) -> list[Path]:
+    """Where a copy of the original ``cifar-10-python.tar.gz`` is looked for, in order."""
+    name = _TorchvisionCIFAR10.filename
+    return list(dict.fromkeys([root / name, data_home() / name, cache_dir() / name]))
+
+
 def _real_cifar10(root: Path, train: bool, transform: Callable) -> datasets.CIFAR10:
-    """torchvision's CIFAR-10 from ``root``; downloaded (about 170 MB) only when absent."""
+    """torchvision's CIFAR-10 from ``root``; else from a local copy of the archive; else downloaded.
+
+    Local copies are verified as a download is: the archive by its MD5 checksum, the
+    unpacked batches by theirs (torchvision checks them whenever it opens the folder).
+    """
     try:
         return datasets.CIFAR10(root=str(root), train=train, transform=transform, download=False)
     except RuntimeError:  # torchvision: "Dataset not found or corrupted"
-        runtime_module.require_online("the CIFAR-10 dataset", CIFAR10_HOST)
-        logger.info("Downloading CIFAR-10 into %s", root)
-        return datasets.CIFAR10(root=str(root), train=train, transform=transform, download=True)
+        pass
+    candidates = _local_archives(root)
+    local = next((path for path in candidates if path.is_file()), None)
+    if local is not None:
+        if not check_integrity(str(local), _TorchvisionCIFAR10.tgz_md5):
+            raise OSError(
+                f"{local} does not match CIFAR-10's MD5 checksum {_TorchvisionCIFAR10.tgz_md5}: "
+                f"an incomplete or different file. Delete it, or replace it with {_TorchvisionCIFAR10.url}."
+            )
+        logger.info("Unpacking the local copy %s into %s", local, root)
+        extract_archive(str(local), str(root))
+        return datasets.CIFAR10(root=str(root), train=train, transform=transform, download=False)
+    runtime_module.require_online(
+        "the CIFAR-10 dataset",
+        CIFAR10_HOST,
+        where=f"{root / _TorchvisionCIFAR10.base_folder} and {', '.join(str(p) for p in candidates)}",
+        how_to_get=f"download {_TorchvisionCIFAR10.url} into {cache_dir()}",
+    )
+    logger.info("Downloading CIFAR-10 into %s", root)
+    return datasets.CIFAR10(root=str(root), train=train, transform=transform, download=True)
 
 
 def load_cifar10(

@@ -417,44 +417,88 @@ def _download(url: str, part: Path, expected: int) -> None:
                 bar.update(len(chunk))
 
 
+def _local_archives(dest: Path) -> list[Path]:
+    """Where a copy of the original Flickr8k zip is looked for, in this order."""
+    from .prepare import data_home
+
+    name = Path(FLICKR8K_URL).name
+    return list(dict.fromkeys([dest / name, data_home() / name, cache_dir() / name]))
+
+
+def _check_archive_size(archive: Path) -> None:
+    size = archive.stat().st_size
+    if size != FLICKR8K_ZIP_BYTES:
+        raise DatasetLayoutError(
+            f"{archive} has {size:,} bytes; the Flickr8k zip ({FLICKR8K_URL}) has "
+            f"{FLICKR8K_ZIP_BYTES:,}. Delete or replace it, then run download_flickr8k again."
+        )
+
+
+def _unpack(archive: Path, dest: Path) -> Path:
+    logger.info("Unpacking %s into %s", archive, dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(dest)  # extractall drops absolute paths and '..' components
+    except zipfile.BadZipFile as exc:
+        raise DatasetLayoutError(f"{archive} is not a readable zip file ({exc}). Delete it and download again.") from None
+    stray = dest / "__MACOSX"
+    if stray.is_dir():
+        shutil.rmtree(stray)
+    root = _find_root(dest)
+    if root is None:
+        raise DatasetLayoutError(f"{archive} did not contain Images/ and captions.txt.\n{layout_help(dest)}")
+    _verify_flickr8k(root)
+    return root
+
+
 def download_flickr8k(dest_dir: str | os.PathLike[str] = "data/flickr8k") -> Path:
     """Download and unpack Flickr8k (8,091 images, 40,455 captions); return its folder.
 
-    Idempotent: a complete copy in ``dest_dir`` is returned without touching the network.
-    Otherwise the host is checked first, so an offline machine fails in seconds with a
-    message naming the offline alternatives, instead of hanging in a download.
+    Idempotent, and local copies come first, so no network is needed when one exists:
+
+    1. an unpacked copy in ``dest_dir`` (``Images/`` + ``captions.txt``, or one level down);
+    2. the original zip (``flickr8k.zip``) in ``dest_dir``, in ``$DLDNA_DATA_DIR`` or in
+       the cache folder (``$DLDNA_CACHE_DIR``), unpacked into ``dest_dir``;
+    3. else a download, after checking that the host answers (an offline machine fails in
+       seconds with a message naming the alternatives; ``HF_HUB_OFFLINE=1`` forbids it).
+
+    A local zip is verified like a download (its byte size), every copy by its number of
+    images and captions.
     """
     dest = Path(dest_dir)
     existing = _complete_copy(dest)
     if existing is not None:
         logger.info("Flickr8k already present in %s.", existing)
         return existing
-    runtime.require_online("the Flickr8k dataset", FLICKR8K_HOST)
+    candidates = _local_archives(dest)
+    local = next((path for path in candidates if path.is_file()), None)
+    if local is not None:
+        logger.info("Using the local copy %s of the Flickr8k zip", local)
+        _check_archive_size(local)
+        root = _unpack(local, dest)
+        logger.info("Flickr8k ready in %s", root)
+        return root
 
+    runtime.require_online(
+        "the Flickr8k dataset",
+        FLICKR8K_HOST,
+        where=f"{dest} and {', '.join(str(p) for p in candidates)}",
+        how_to_get=f"download {FLICKR8K_URL} into {cache_dir()}",
+    )
     dest.mkdir(parents=True, exist_ok=True)
-    archive, part = dest / "flickr8k.zip", dest / "flickr8k.zip.part"
-    if not archive.is_file() or archive.stat().st_size != FLICKR8K_ZIP_BYTES:
-        logger.info("Downloading Flickr8k (%.2f GB) from %s", FLICKR8K_ZIP_BYTES / 1e9, FLICKR8K_URL)
-        _download(FLICKR8K_URL, part, FLICKR8K_ZIP_BYTES)
-        size = part.stat().st_size
-        if size != FLICKR8K_ZIP_BYTES:
-            part.unlink()
-            raise OSError(
-                f"Downloaded {size} bytes from {FLICKR8K_URL}, expected {FLICKR8K_ZIP_BYTES}. "
-                "The partial file was removed; run download_flickr8k again."
-            )
-        os.replace(part, archive)
-
-    logger.info("Unpacking %s", archive)
-    with zipfile.ZipFile(archive) as zf:
-        zf.extractall(dest)  # extractall drops absolute paths and '..' components
-    root = _find_root(dest)
-    if root is None:
-        raise DatasetLayoutError(f"The archive did not contain Images/ and captions.txt.\n{layout_help(dest)}")
-    _verify_flickr8k(root)
-    archive.unlink()
-    stray = dest / "__MACOSX"
-    if stray.is_dir():
-        shutil.rmtree(stray)
+    archive, part = dest / Path(FLICKR8K_URL).name, dest / (Path(FLICKR8K_URL).name + ".part")
+    logger.info("Downloading Flickr8k (%.2f GB) from %s", FLICKR8K_ZIP_BYTES / 1e9, FLICKR8K_URL)
+    _download(FLICKR8K_URL, part, FLICKR8K_ZIP_BYTES)
+    size = part.stat().st_size
+    if size != FLICKR8K_ZIP_BYTES:
+        part.unlink()
+        raise OSError(
+            f"Downloaded {size} bytes from {FLICKR8K_URL}, expected {FLICKR8K_ZIP_BYTES}. "
+            "The partial file was removed; run download_flickr8k again."
+        )
+    os.replace(part, archive)
+    root = _unpack(archive, dest)
+    archive.unlink()  # our own download; a user's local zip is left where it was
     logger.info("Flickr8k ready in %s", root)
     return root

@@ -1,9 +1,11 @@
 """The single photos the chapter's examples run on.
 
-In the ``full`` profile these are the COCO val2017 images the original chapter used,
-downloaded once into a cache folder. In the synthetic profiles (smoke, or full while
-offline) each is replaced by a real photo that scikit-image ships, so the examples still
-run on a natural image without any network.
+In the ``full`` profile these are the COCO val2017 images the original chapter used: read
+from a local copy of COCO's ``val2017`` folder when there is one (``$DLDNA_DATA_DIR/coco/
+val2017`` or ``$DLDNA_DATA_DIR/val2017``, the layout of COCO's ``val2017.zip``), else from
+the cache folder, else downloaded once into it. In the synthetic profiles (smoke, or full
+with random weights) each is replaced by a real photo that scikit-image ships, so the
+examples still run on a natural image without any network.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 from PIL import Image
 
 from ..runtime import Runtime, require_online
-from .flickr8k import cache_dir
+from .flickr8k import CorruptImageError, cache_dir
+from .prepare import data_home
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,23 @@ def offline_photo(name: str) -> Image.Image:
     return Image.fromarray(getattr(data, name)()).convert("RGB")
 
 
+def local_copies(name: str) -> list[Path]:
+    """Where the photo ``name`` of :data:`SAMPLE_IMAGES` is looked for, in this order."""
+    file_name = Path(SAMPLE_IMAGES[name].url).name
+    home = data_home()
+    return [home / "coco" / "val2017" / file_name, home / "val2017" / file_name, cache_dir() / "images" / file_name]
+
+
+def _open_verified(path: Path) -> Image.Image:
+    """Decode ``path`` fully (a truncated or non-image file fails here, naming it)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except (OSError, SyntaxError) as exc:  # PIL: UnidentifiedImageError, truncated data
+        raise CorruptImageError(f"Cannot decode the photo {path} ({exc}). Delete it and run again.") from None
+
+
 def sample_image(name: str, runtime: Runtime) -> Image.Image:
     """Return the example photo ``name`` of :data:`SAMPLE_IMAGES` as an RGB image."""
     if name not in SAMPLE_IMAGES:
@@ -59,12 +79,19 @@ def sample_image(name: str, runtime: Runtime) -> Image.Image:
     sample = SAMPLE_IMAGES[name]
     if runtime.synthetic:
         return offline_photo(sample.offline)
-    path = cache_dir() / "images" / Path(sample.url).name
-    if not path.exists():
-        require_online(f"the COCO image {sample.url}", COCO_HOST)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".part")
-        logger.info("Downloading %s", sample.url)
-        urllib.request.urlretrieve(sample.url, partial)
-        partial.replace(path)
-    return Image.open(path).convert("RGB")
+    candidates = local_copies(name)
+    local = next((path for path in candidates if path.is_file()), None)
+    if local is not None:
+        return _open_verified(local)
+    path = candidates[-1]
+    require_online(
+        f"the COCO image {sample.url}", f"http://{COCO_HOST}/", where=", ".join(str(p) for p in candidates),
+        how_to_get=f"download it into {path.parent}",
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    logger.info("Downloading %s", sample.url)
+    urllib.request.urlretrieve(sample.url, partial)
+    image = _open_verified(partial)  # verified before it takes the final name
+    partial.replace(path)
+    return image
