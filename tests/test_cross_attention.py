@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from dldna.chapter_10.mm.cross_attention import (
     get_cross_attention,
     register,
 )
-from dldna.chapter_10.mm.cross_attention.primitives import attention, shared_attention
+from dldna.chapter_10.mm.cross_attention.primitives import shared_attention
 
 DIM, HEADS, BATCH = 32, 4, 3
 CONFIG = {"dim": DIM, "num_heads": HEADS}
@@ -94,7 +95,7 @@ def test_bad_config_and_names_are_rejected_clearly():
         get_cross_attention("v8", {"dim": 30, "num_heads": 4})
     with pytest.raises(ValueError, match="look like"):
         register("version-12")
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match="registered twice"):
         register("v9")(type("CrossAttention", (torch.nn.Module,), {}))
     assert REGISTRY["v9"].__module__.endswith(".v9")
 
@@ -201,37 +202,13 @@ def test_length_one_attention_is_a_copy():
     image_out_a, _ = v8(image, text)
     image_out_b, _ = v8(torch.randn_like(image), text)
     assert torch.equal(image_out_a, image_out_b)
-    # ...and the query/key projections receive exactly zero gradient: nothing to learn.
+    # ...and the query/key projections receive zero gradient (up to the fused kernel's
+    # rounding): nothing to learn.
     (sum(out.square().mean() for out in v8(image, text))).backward()
-    assert v8.to_q.weight.grad.abs().max() == 0 and v8.to_k.weight.grad.abs().max() == 0
-    assert v8.to_v.weight.grad.abs().max() > 0
-
-
-def test_attention_primitive_matches_torch():
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, n, DIM, generator=g) for n in (5, 7, 7))
-    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
-    out, weights = attention(q, k, v, num_heads=HEADS, key_mask=mask, return_weights=True)
-    mha = torch.nn.functional.scaled_dot_product_attention(
-        q.view(2, 5, HEADS, -1).transpose(1, 2),
-        k.view(2, 7, HEADS, -1).transpose(1, 2),
-        v.view(2, 7, HEADS, -1).transpose(1, 2),
-        attn_mask=mask[:, None, None, :],
-    )
-    torch.testing.assert_close(out, mha.transpose(1, 2).reshape(2, 5, DIM))
-    assert weights.shape == (2, HEADS, 5, 7)
-    assert torch.all(weights[1, ..., 4:] == 0)
-    torch.testing.assert_close(weights.sum(-1), torch.ones(2, HEADS, 5))
-
-    # multi-query: one K/V head shared by every query head == that head repeated
-    k1, v1 = k[..., : DIM // HEADS], v[..., : DIM // HEADS]
-    shared = attention(q, k1, v1, num_heads=HEADS, key_mask=mask, shared_kv=True)
-    repeated = attention(q, k1.repeat(1, 1, HEADS), v1.repeat(1, 1, HEADS), num_heads=HEADS, key_mask=mask)
-    torch.testing.assert_close(shared, repeated)
-
-    # a query whose keys are all padding reads nothing instead of producing NaN
-    empty = attention(q, k, v, num_heads=HEADS, key_mask=torch.zeros(2, 7, dtype=torch.bool))
-    assert torch.equal(empty, torch.zeros_like(empty))
+    value_grad = v8.to_v.weight.grad.abs().max()
+    assert value_grad > 0
+    assert v8.to_q.weight.grad.abs().max() < 1e-6 * value_grad
+    assert v8.to_k.weight.grad.abs().max() < 1e-6 * value_grad
 
 
 def test_shared_attention_transposes_one_matrix():
@@ -253,4 +230,13 @@ def test_v11_combines_multi_query_and_levels():
     assert "to_kv.weight" in names and "level_weights" in names
     assert "to_k.weight" not in names and "out_norm.weight" not in names
     assert len(layer.level_projections) == 3
+    mqa = {name for name, _ in make_layer("v10_4").named_parameters()}
+    assert "to_kv.weight" in mqa and "to_k.weight" not in mqa and "to_v.weight" not in mqa
+
+
+@pytest.mark.parametrize("version", EXPECTED)
+def test_versions_add_modules_through_hooks_never_delete_them(version):
+    """A version shows only its delta: it may override a hook, never ``del`` a parent's module."""
+    source = inspect.getsource(importlib.import_module(f"dldna.chapter_10.mm.cross_attention.{version}"))
+    assert "del self." not in source and "delattr(" not in source
     assert get_cross_attention("v10_2", CONFIG).gate_scale.item() == pytest.approx(0.1)

@@ -3,17 +3,18 @@
 Each version file (``v0.py`` ... ``v11.py``) should show only the mechanism it adds, so
 everything they have in common lives here:
 
-* :func:`attention`: the one attention primitive: multi-head scaled dot-product
-  attention with an optional key padding mask, an optional single shared K/V head
-  (multi-query attention) and optionally the attention weights.
+* :func:`attention` (from :mod:`dldna.chapter_10.layers`, the chapter's one attention):
+  multi-head scaled dot-product attention with an optional key mask, an optional single
+  shared K/V head (multi-query attention) and optionally the attention weights.
   ``num_heads=1`` is plain single-head attention.
 * :func:`shared_attention`: one score matrix serving both directions, the design of
-  versions v1-v7 (image->text uses it as is, text->image uses it transposed).
+  versions v1-v7 (image->text uses it as is, text->image uses it transposed). It needs
+  the raw scores, so it computes them explicitly with the same helpers.
 * :class:`GatedFeedForward`: the gated feed-forward network with GELU and dropout.
 * :class:`CrossAttentionBase`: checks the inputs once for every version, then calls the
   version's :meth:`~CrossAttentionBase.fuse`.
 
-Masks follow one convention everywhere: a ``BoolTensor`` of shape ``[B, N]`` where
+Masks follow the chapter's one convention: a ``BoolTensor`` of shape ``[B, N]`` where
 ``True`` marks a real token and ``False`` padding. A padded key receives exactly zero
 attention weight, so the values stored at padded positions can never leak into an output.
 """
@@ -23,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 from torch import Tensor
+
+from dldna.chapter_10.layers import attention, check_head_dim, masked_softmax, merge_heads, split_heads
 
 __all__ = [
     "CrossAttentionBase",
@@ -34,97 +37,6 @@ __all__ = [
     "shared_attention",
     "split_heads",
 ]
-
-
-def check_head_dim(dim: int, num_heads: int) -> int:
-    """Return ``dim // num_heads``; fail clearly when the heads cannot split ``dim``."""
-    if num_heads < 1 or dim % num_heads != 0:
-        divisors = [h for h in range(1, min(dim, 16) + 1) if dim % h == 0]
-        raise ValueError(
-            f"dim={dim} must be divisible by num_heads={num_heads}; "
-            f"choose num_heads from {divisors} (or change dim)."
-        )
-    return dim // num_heads
-
-
-def split_heads(x: Tensor, num_heads: int) -> Tensor:
-    """``[B, N, D]`` -> ``[B, H, N, D/H]``."""
-    batch, length, dim = x.shape
-    return x.reshape(batch, length, num_heads, dim // num_heads).transpose(1, 2)
-
-
-def merge_heads(x: Tensor) -> Tensor:
-    """``[B, H, N, D/H]`` -> ``[B, N, D]``."""
-    batch, heads, length, head_dim = x.shape
-    return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
-
-
-def masked_softmax(scores: Tensor, key_mask: Tensor | None) -> Tensor:
-    """Softmax over the last axis (the keys), giving padded keys exactly zero weight.
-
-    Args:
-        scores: ``[B, H, Nq, Nk]`` attention logits.
-        key_mask: ``[B, Nk]`` with ``True`` for real keys, or ``None``.
-
-    Padded scores are set to the dtype's most negative finite value (not ``-inf``) and
-    the weights are zeroed afterwards. So a query whose keys are all padding gets an
-    all-zero row instead of the ``NaN`` that ``-inf`` everywhere would produce.
-    """
-    if key_mask is None:
-        return scores.softmax(dim=-1)
-    keep = key_mask[:, None, None, :]  # [B, 1, 1, Nk]
-    scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
-    return scores.softmax(dim=-1).masked_fill(~keep, 0.0)
-
-
-def attention(
-    query: Tensor,
-    key: Tensor,
-    value: Tensor,
-    *,
-    num_heads: int = 1,
-    key_mask: Tensor | None = None,
-    shared_kv: bool = False,
-    dropout: nn.Module | None = None,
-    scale: float | None = None,
-    return_weights: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
-    """Multi-head scaled dot-product attention: ``softmax(Q K^T * scale) V`` per head.
-
-    Args:
-        query: ``[B, Nq, D]``; split into ``num_heads`` heads of ``D / num_heads``.
-        key, value: ``[B, Nk, D]``, split like ``query``; with ``shared_kv=True`` they
-            are one head ``[B, Nk, D / num_heads]`` that every query head reads
-            (multi-query attention: fewer parameters, one K/V cache).
-        num_heads: number of heads; 1 is plain single-head attention.
-        key_mask: ``[B, Nk]``, ``True`` = real key; padded keys get zero weight.
-        dropout: applied to the attention weights (``None``: no dropout).
-        scale: logit scale; default ``1 / sqrt(head_dim)``.
-        return_weights: also return the weights ``[B, H, Nq, Nk]``.
-
-    Returns:
-        ``[B, Nq, D]``, and the weights when ``return_weights`` is set.
-
-    With a single key (``Nk == 1``) every weight is exactly 1 and the output is that
-    key's value whatever the query: the degeneracy of the original study (erratum 3).
-    """
-    head_dim = check_head_dim(query.shape[-1], num_heads)
-    q = split_heads(query, num_heads)  # [B, H, Nq, hd]
-    if shared_kv:
-        if key.shape[-1] != head_dim or value.shape[-1] != head_dim:
-            raise ValueError(
-                f"shared_kv=True expects key/value of width head_dim={head_dim}, "
-                f"got {key.shape[-1]} and {value.shape[-1]}."
-            )
-        k, v = key.unsqueeze(1), value.unsqueeze(1)  # [B, 1, Nk, hd], broadcast over heads
-    else:
-        k, v = split_heads(key, num_heads), split_heads(value, num_heads)  # [B, H, Nk, hd]
-    scale = head_dim**-0.5 if scale is None else scale
-    weights = masked_softmax(q @ k.transpose(-2, -1) * scale, key_mask)  # [B, H, Nq, Nk]
-    if dropout is not None:
-        weights = dropout(weights)
-    out = merge_heads(weights @ v)  # [B, Nq, D]
-    return (out, weights) if return_weights else out
 
 
 def shared_attention(

@@ -1,8 +1,9 @@
 """Registry of cross-attention versions, filled by the ``@register`` decorator.
 
 The original chapter picked a version with a long ``if version == 'v0' ... elif`` chain.
-Here each version file registers its class with one decorator line, and
-:func:`get_cross_attention` looks the name up, so adding a version touches one file only.
+Here each version file registers its class with one decorator line into a
+:class:`dldna.registry.Registry`, and :func:`get_cross_attention` looks the name up, so
+adding a version touches one file only.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch.nn as nn
+
+from dldna.registry import Registry, UnknownNameError
 
 logger = logging.getLogger(__name__)
 
@@ -33,21 +36,15 @@ VERSIONS: tuple[str, ...] = (
     "v10_1", "v10_2", "v10_3", "v10_4", "v10_5", "v10_6", "v11",
 )  # fmt: skip
 
-#: Version name -> ``CrossAttention`` class.
-REGISTRY: dict[str, type[nn.Module]] = {}
-
 _NAME = re.compile(r"^v(\d+)(?:_(\d+))?$")
 
 
-class UnknownVersionError(KeyError, ValueError):
+class UnknownVersionError(UnknownNameError):
     """A version name that is not registered.
 
     Subclasses both ``KeyError`` (a failed lookup) and ``ValueError`` (a bad argument,
     what the original code raised), so either ``except`` clause catches it.
     """
-
-    def __str__(self) -> str:  # KeyError would otherwise print the message in quotes
-        return str(self.args[0]) if self.args else ""
 
 
 def version_key(name: str) -> tuple[int, int]:
@@ -59,32 +56,29 @@ def version_key(name: str) -> tuple[int, int]:
     return int(major), int(minor or 0)
 
 
+#: Version name -> ``CrossAttention`` class; iterates in natural order (``v9 < v10_1``).
+REGISTRY: Registry[type[nn.Module]] = Registry(
+    "cross-attention version", error=UnknownVersionError, sort_key=version_key
+)
+
+
 def available_versions() -> tuple[str, ...]:
     """Registered version names in natural order."""
-    return tuple(sorted(REGISTRY, key=version_key))
+    return REGISTRY.names()
 
 
 def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator: ``@register("v10_3")`` adds the class under that name.
 
     It also sets the class attribute ``version = name``, so a model (and a checkpoint
-    written from it) always knows which version it is.
+    written from it) always knows which version it is. A name taken by another class
+    is an error.
     """
     version_key(name)  # validates the name
 
     def decorator(cls: type[nn.Module]) -> type[nn.Module]:
-        existing = REGISTRY.get(name)
-        same_class = existing is not None and (existing.__module__, existing.__qualname__) == (
-            cls.__module__,
-            cls.__qualname__,
-        )
-        if existing is not None and not same_class:
-            raise ValueError(
-                f"Version {name!r} is already registered to "
-                f"{existing.__module__}.{existing.__qualname__}; pick another name."
-            )
+        REGISTRY.add(name, cls)
         cls.version = name
-        REGISTRY[name] = cls
         logger.debug("registered cross-attention %s -> %s", name, cls.__module__)
         return cls
 
@@ -100,10 +94,7 @@ def get_cross_attention(version: str, config: dict[str, Any] | None = None) -> n
         UnknownVersionError: ``version`` is not registered (the message lists them).
         TypeError: ``config`` is not a dict or names an argument the version lacks.
     """
-    cls = REGISTRY.get(version) if isinstance(version, str) else None
-    if cls is None:
-        known = ", ".join(available_versions())
-        raise UnknownVersionError(f"Unknown cross-attention version {version!r}; known versions: {known}.")
+    cls = REGISTRY.get(version)
     config = {} if config is None else config
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict of constructor arguments, got {type(config).__name__}.")

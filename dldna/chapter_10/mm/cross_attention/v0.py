@@ -24,6 +24,6 @@ class CrossAttention(CrossAttentionBase):
     def fuse(
         self, image: Tensor, text: Tensor, image_mask: Tensor | None, text_mask: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        image_out = attention(image, text, text, key_mask=text_mask)  # [B, Ni, D]
-        text_out = attention(text, image, image, key_mask=image_mask)  # [B, Nt, D]
+        image_out = attention(image, text, text, mask=text_mask)  # [B, Ni, D]
+        text_out = attention(text, image, image, mask=image_mask)  # [B, Nt, D]
         return image_out, text_out

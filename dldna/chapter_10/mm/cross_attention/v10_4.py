@@ -22,12 +22,8 @@ class CrossAttention(v9.CrossAttention):
 
     shared_kv = True
 
-    def __init__(
-        self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, ff_dim: int | None = None
-    ) -> None:
-        super().__init__(dim, num_heads, dropout, ff_dim)
-        del self.to_k, self.to_v
-        self.to_kv = nn.Linear(dim, 2 * check_head_dim(dim, num_heads))
+    def build_key_value(self, dim: int) -> None:
+        self.to_kv = nn.Linear(dim, 2 * check_head_dim(dim, self.num_heads))  # [k; v] of one head
 
     def _project(self, queries: Tensor, keys: Tensor, query_modality: str) -> tuple[Tensor, Tensor, Tensor]:
         k, v = self.to_kv(keys).chunk(2, dim=-1)  # each [B, Nk, head_dim]

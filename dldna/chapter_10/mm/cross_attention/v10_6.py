@@ -13,6 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from dldna.chapter_10.layers import masked_mean_weights
+
 from . import v9
 from .registry import register
 
@@ -21,8 +23,7 @@ def _masked_mean_weights(similarity: Tensor, key_mask: Tensor | None) -> Tensor:
     """Average over the real keys: ``[B, Nq, Nk]`` similarities -> weights, padding at 0."""
     if key_mask is None:
         return similarity / similarity.shape[-1]
-    keep = key_mask[:, None, :].to(similarity.dtype)  # [B, 1, Nk]
-    return similarity * keep / keep.sum(dim=-1, keepdim=True).clamp(min=1.0)
+    return similarity * masked_mean_weights(key_mask, similarity.dtype)[:, None, :]  # [B, 1, Nk]
 
 
 @register("v10_6")

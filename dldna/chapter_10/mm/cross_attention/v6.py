@@ -28,6 +28,10 @@ class CrossAttention(v2.CrossAttention):
     ) -> None:
         super().__init__(dim, num_heads, dropout, dual_softmax)
         self.to_q = nn.Linear(dim, dim)
+        self.build_key_value(dim)
+
+    def build_key_value(self, dim: int) -> None:
+        """The key and value projections (a hook: v10_4 builds one shared K/V head)."""
         self.to_k = nn.Linear(dim, dim)
         self.to_v = nn.Linear(dim, dim)
 

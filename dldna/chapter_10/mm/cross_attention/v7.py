@@ -19,6 +19,9 @@ from .registry import register
 class CrossAttention(v6.CrossAttention):
     """Shared multi-head attention -> ``to_out`` -> ``out_norm``."""
 
+    #: Whether the block ends with ``out_norm``; v9 replaces it by the FFN's pre-LN.
+    output_norm: bool = True
+
     def __init__(
         self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, dual_softmax: bool = False
     ) -> None:
@@ -26,7 +29,8 @@ class CrossAttention(v6.CrossAttention):
         self.attention_heads = num_heads
         self.scale = check_head_dim(dim, num_heads) ** -0.5
         self.to_out = nn.Linear(dim, dim)
-        self.out_norm = nn.LayerNorm(dim)
+        if self.output_norm:
+            self.out_norm = nn.LayerNorm(dim)
 
     def fuse(
         self, image: Tensor, text: Tensor, image_mask: Tensor | None, text_mask: Tensor | None

@@ -29,7 +29,7 @@ class CrossAttention(v7.CrossAttention):
     def _attend(self, queries: Tensor, keys: Tensor, key_mask: Tensor | None, query_modality: str) -> Tensor:
         """One direction: ``queries`` [B, Nq, D] read ``keys`` [B, Nk, D] -> [B, Nq, D]."""
         q, k, v = self._project(queries, keys, query_modality)
-        return attention(q, k, v, num_heads=self.num_heads, key_mask=key_mask)
+        return attention(q, k, v, num_heads=self.num_heads, mask=key_mask)
 
     def exchange(
         self, image: Tensor, text: Tensor, image_mask: Tensor | None, text_mask: Tensor | None

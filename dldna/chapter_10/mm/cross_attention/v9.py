@@ -34,12 +34,12 @@ class CrossAttention(v8.CrossAttention):
 
     #: Whether ``_project`` returns one K/V head shared by all query heads (v10_4, v11).
     shared_kv: bool = False
+    output_norm = False  # v8's output LayerNorm: the FFN's pre-LN below takes its place
 
     def __init__(
         self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, ff_dim: int | None = None
     ) -> None:
         super().__init__(dim, num_heads, dropout)
-        del self.out_norm  # replaced by the FFN's pre-LN below
         self.dropout = nn.Dropout(dropout)
         self.ff_norm = nn.LayerNorm(dim)
         self.ffn = GatedFeedForward(dim, ff_dim or 4 * dim, dropout)
@@ -47,8 +47,8 @@ class CrossAttention(v8.CrossAttention):
     def _attend(self, queries: Tensor, keys: Tensor, key_mask: Tensor | None, query_modality: str) -> Tensor:
         q, k, v = self._project(queries, keys, query_modality)
         return attention(
-            q, k, v,
-            num_heads=self.num_heads, key_mask=key_mask, shared_kv=self.shared_kv, dropout=self.dropout,
+            q, k, v, num_heads=self.num_heads, mask=key_mask, shared_kv=self.shared_kv,
+            dropout=self.dropout.p if self.training else 0.0,
         )  # fmt: skip
 
     def pre_attention(self, image: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
