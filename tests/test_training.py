@@ -6,6 +6,7 @@ import matplotlib
 import pytest
 import torch
 
+from dldna.chapter_10 import examples as retrieval_examples
 from dldna.chapter_10 import training
 from dldna.chapter_10.crossmodal_attention import build_crossmodal_embedding
 from dldna.chapter_10.losses import contrastive_loss
@@ -203,16 +204,16 @@ def test_no_weight_decay_on_vectors_and_temperature(model_and_splits):
 
 def test_generate_example_tables_and_figure(model_and_splits):
     model, tokenizer, splits = model_and_splits
-    examples = training.generate_example(model, splits["test"], k=3, n_examples=2)
+    examples = retrieval_examples.generate_example(model, splits["test"], k=3, n_examples=2)
     assert len(examples.image_to_text) == 6 and len(examples.text_to_image) == 6
     assert examples.image_to_text["probability"].between(0, 1).all()
     assert examples.image_to_text.groupby("image")["probability"].apply(lambda p: p.is_monotonic_decreasing).all()
     assert examples.text_to_image["correct"].dtype == bool
     assert len(examples.figure.axes) == 2 * 4
-    free = training.generate_example(model, splits["test"], tokenizer, k=2, queries=["a red circle"])
+    free = retrieval_examples.generate_example(model, splits["test"], tokenizer, k=2, queries=["a red circle"])
     assert free.text_to_image["query"].unique().tolist() == ["a red circle"]
     with pytest.raises(ValueError, match="tokenizer"):
-        training.generate_example(model, splits["test"], queries=["a red circle"])
+        retrieval_examples.generate_example(model, splits["test"], queries=["a red circle"])
     import matplotlib.pyplot as plt
 
     plt.close("all")

@@ -38,17 +38,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dldna.chapter_10.encoders import ImageTower, TextTower
-from dldna.chapter_10.mm.cross_attention.primitives import attention, check_head_dim, split_heads
-from dldna.chapter_10.multimodal_embedding import EMBEDDING_DIM, build_towers, check_towers
+from dldna.chapter_10.examples import generate_example
+from dldna.chapter_10.layers import attention, check_head_dim, check_temperature, masked_mean
+from dldna.chapter_10.multimodal_embedding import build_towers, check_towers
 from dldna.chapter_10.training import (
     RetrievalModel,
-    check_temperature,
     eval_mode,
-    generate_example,
     train_retrieval_model,
 )
 from dldna.data.cache import CachedSplit
 from dldna.data.flickr8k import Flickr8kDataset
+from dldna.loaders import profile_sizes
 from dldna.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -93,8 +93,9 @@ class CrossModalAttention(nn.Module):
 
     ``forward(queries [B, Lq, D], context [B, Lk, D], context_mask [B, Lk])`` returns the
     attended queries ``[B, Lq, D]`` (for each query, a weighted sum of the context's
-    values) and the weights ``[B, H, Lq, Lk]``. Padded context tokens (``False`` in the
-    mask) get exactly zero weight. With the text as queries and the image as context,
+    values) and the weights ``[B, H, Lq, Lk]`` (``None`` with ``return_weights=False``,
+    which takes the fused fast path). Padded context tokens (``False`` in the mask) get
+    exactly zero weight. With the text as queries and the image as context,
     each word gathers the image regions that match it; the weights are the attention map
     over the image.
 
@@ -114,8 +115,8 @@ class CrossModalAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, queries: Tensor, context: Tensor, context_mask: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, queries: Tensor, context: Tensor, context_mask: Tensor | None = None, return_weights: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
         _check_tokens("queries", queries, self.dim)
         _check_tokens("context", context, self.dim)
         if queries.shape[0] != context.shape[0]:
@@ -124,33 +125,30 @@ class CrossModalAttention(nn.Module):
                 f"{context.shape[0]}. For every combination of two sets use all_pairs()."
             )
         _check_mask("context_mask", context_mask, context)
-        out, weights = attention(
-            self.q_proj(queries), self.k_proj(context), self.v_proj(context),
-            num_heads=self.num_heads, key_mask=context_mask, dropout=self.dropout, return_weights=True,
+        out = attention(
+            self.q_proj(queries), self.k_proj(context), self.v_proj(context), num_heads=self.num_heads,
+            mask=context_mask, dropout=self.dropout.p if self.training else 0.0, return_weights=return_weights,
         )  # fmt: skip
-        return self.out_proj(out), weights  # [B, Lq, D], [B, H, Lq, Lk]
+        out, weights = out if return_weights else (out, None)
+        return self.out_proj(out), weights  # [B, Lq, D], [B, H, Lq, Lk] or None
 
     def all_pairs(self, queries: Tensor, context: Tensor, context_mask: Tensor | None = None) -> Tensor:
         """Attend every query item to every context item: ``[Q, Lq, D] x [C, Lk, D] -> [C, Q, Lq, D]``.
 
         The same numbers as ``forward`` on the ``C * Q`` expanded pairs, but the projections
-        run once per item instead of once per pair, and the attention itself is PyTorch's
-        fused ``scaled_dot_product_attention`` (no ``[C, Q, H, Lq, Lk]`` weight tensor is
-        kept). Every context item needs at least one real token.
+        run once per item instead of once per pair, and the attention takes the fused path
+        (no ``[C, Q, H, Lq, Lk]`` weight tensor is kept).
         """
         _check_tokens("queries", queries, self.dim)
         _check_tokens("context", context, self.dim)
         _check_mask("context_mask", context_mask, context)
         n_ctx, n_q, len_q = context.shape[0], queries.shape[0], queries.shape[1]
-        q = split_heads(self.q_proj(queries), self.num_heads)  # [Q, H, Lq, hd]
-        k = split_heads(self.k_proj(context), self.num_heads)  # [C, H, Lk, hd]
-        v = split_heads(self.v_proj(context), self.num_heads)  # [C, H, Lk, hd]
         # All query items as one long query sequence, shared by every context item.
-        q = q.transpose(0, 1).reshape(1, self.num_heads, n_q * len_q, self.head_dim).expand(n_ctx, -1, -1, -1)
-        mask = None if context_mask is None else context_mask[:, None, None, :]  # [C, 1, 1, Lk]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [C, H, Q*Lq, hd]
-        out = out.view(n_ctx, self.num_heads, n_q, len_q, self.head_dim).permute(0, 2, 3, 1, 4)
-        return self.out_proj(out.reshape(n_ctx, n_q, len_q, self.dim))  # [C, Q, Lq, D]
+        q = self.q_proj(queries).reshape(1, n_q * len_q, self.dim).expand(n_ctx, -1, -1)  # [C, Q*Lq, D]
+        out = attention(
+            q, self.k_proj(context), self.v_proj(context), num_heads=self.num_heads, mask=context_mask
+        )  # [C, Q*Lq, D]
+        return self.out_proj(out.view(n_ctx, n_q, len_q, self.dim))  # [C, Q, Lq, D]
 
 
 class AttentionBlock(nn.Module):
@@ -172,7 +170,7 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         h = self.norm1(x)
-        x = x + self.dropout(self.attn(h, h, mask)[0])  # [B, N, D]
+        x = x + self.dropout(self.attn(h, h, mask, return_weights=False)[0])  # [B, N, D]
         return x + self.dropout(self.ffn(self.norm2(x)))
 
 
@@ -272,12 +270,6 @@ class CrossModalConfig:
             raise ValueError(f"pairs_per_block must be positive, got {self.pairs_per_block}.")
 
 
-def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean over the last axis counting only ``mask`` positions: ``[..., L] -> [...]``."""
-    weights = mask.to(values.dtype)
-    return (values * weights).sum(dim=-1) / weights.sum(dim=-1).clamp(min=1.0)
-
-
 class CrossModalEmbedding(RetrievalModel):
     """Image-text matching with hierarchical cross-modal attention over token sequences.
 
@@ -334,7 +326,7 @@ class CrossModalEmbedding(RetrievalModel):
             patches = F.normalize(image.tokens.float(), dim=-1)  # [I, Np, D]
             word_match = torch.einsum("tld,itld->itl", words, F.normalize(text_context.float(), dim=-1))
             patch_match = torch.einsum("ipd,itpd->itp", patches, F.normalize(image_context.float(), dim=-1))
-            text_to_image = masked_mean(word_match, text.mask[None])  # [I, T], over real words
+            text_to_image = masked_mean(word_match[..., None], text.mask[None])[..., 0]  # [I, T], real words
             image_to_text = patch_match.mean(dim=-1)  # [I, T], over patches
             return self.scale() * (text_to_image + image_to_text) / 2  # [I, T]
 
@@ -346,7 +338,7 @@ def build_crossmodal_embedding(
     config: CrossModalConfig | None = None,
 ) -> tuple[CrossModalEmbedding, Any]:
     """A :class:`CrossModalEmbedding` on the run's towers (see ``build_towers``), and its tokenizer."""
-    dim = dim or EMBEDDING_DIM[runtime.profile]
+    dim = dim or profile_sizes(runtime).embedding_dim
     config = config or CrossModalConfig(num_heads=8 if dim >= 256 else 4)
     image_tower, text_tower, tokenizer = build_towers(runtime, texts, dim)
     return CrossModalEmbedding(image_tower, text_tower, config).to(runtime.device), tokenizer

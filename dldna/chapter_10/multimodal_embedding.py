@@ -36,15 +36,12 @@ from torch import Tensor, nn
 
 from dldna.chapter_10.encoders import ImageTower, TextTower, TowerOutput
 from dldna.chapter_10.losses import contrastive_loss
-from dldna.chapter_10.training import (
-    RetrievalModel,
-    check_temperature,
-    generate_example,
-    train_retrieval_model,
-)
+from dldna.chapter_10.examples import generate_example
+from dldna.chapter_10.training import RetrievalModel, check_temperature, train_retrieval_model
 from dldna.data.cache import CachedSplit
 from dldna.data.flickr8k import Flickr8kDataset
-from dldna.loaders import load_bert, load_image_backbone
+from dldna.loaders import load_bert, load_image_backbone, profile_sizes
+from dldna.registry import Registry
 from dldna.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -61,22 +58,9 @@ __all__ = [
     "train_multimodal_embedding",
 ]
 
-#: Width of the shared space per profile: the original used 512 with ResNet-18 + BERT-base.
-EMBEDDING_DIM = {"smoke": 64, "full": 512}
-
-
-#: How a caption's word vectors become one vector, filled by :func:`register_text_pooling`.
-TEXT_POOLING: dict[str, Callable[[TextTower, TowerOutput], Tensor]] = {}
-
-
-def register_text_pooling(name: str) -> Callable:
-    """Decorator: a text pooling ``(text_tower, tower_output) -> [B, D]`` usable by name."""
-
-    def wrap(fn: Callable[[TextTower, TowerOutput], Tensor]) -> Callable[[TextTower, TowerOutput], Tensor]:
-        TEXT_POOLING[name] = fn
-        return fn
-
-    return wrap
+#: How a caption's word vectors become one vector: ``(text_tower, tower_output) -> [B, D]``.
+TEXT_POOLING: Registry[Callable[[TextTower, TowerOutput], Tensor]] = Registry("text pooling")
+register_text_pooling = TEXT_POOLING.register
 
 
 @register_text_pooling("cls")
@@ -115,8 +99,7 @@ class MultimodalEmbeddingConfig:
     text_pooling: str = "mean"
 
     def __post_init__(self) -> None:
-        if self.text_pooling not in TEXT_POOLING:
-            raise ValueError(f"Unknown text_pooling {self.text_pooling!r}; choose one of {sorted(TEXT_POOLING)}.")
+        TEXT_POOLING.get(self.text_pooling)  # an unknown name lists the known ones
         check_temperature(self.init_temperature, self.max_logit_scale)
 
 
@@ -184,9 +167,10 @@ def build_towers(
 
     ``full``: ResNet-18 trunk and BERT-base (pretrained online, random weights offline);
     ``smoke``: a small CNN and a 2-layer BERT whose WordPiece vocabulary is trained on
-    ``texts`` (the dataset's captions). ``dim`` defaults to 512 (full) or 64 (smoke).
+    ``texts`` (the dataset's captions). ``dim`` defaults to the run's embedding width
+    (512, the original's, with the full-size towers; 64 with the small ones).
     """
-    dim = dim or EMBEDDING_DIM[runtime.profile]
+    dim = dim or profile_sizes(runtime).embedding_dim
     backbone = load_image_backbone(runtime)
     bert, tokenizer = load_bert(runtime, texts=texts)
     image_tower, text_tower = ImageTower(backbone, dim), TextTower(bert, dim)

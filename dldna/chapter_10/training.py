@@ -17,10 +17,14 @@ over a whole split affordable: images and captions are encoded once, and only th
 (cheap) scoring step sees every pair.
 
 What the loop adds, in one place: AdamW (no weight decay on biases, norms and the
-temperature), a tqdm progress bar, per-epoch train/validation loss and Recall@1/5/10 in
-both directions, the best checkpoint saved atomically (weights + config + epoch), the
-history as a ``pandas.DataFrame``, and a clear error when the loss stops being finite.
-On CUDA it also uses bf16 autocast, channels-last images and the fused AdamW kernel.
+temperature), learning-rate schedules, a tqdm progress bar, per-epoch train/validation
+loss and Recall@1/5/10 in both directions, the best checkpoint saved atomically (weights
++ config + epoch, see :mod:`dldna.checkpoint`), the history as a ``pandas.DataFrame``,
+and :class:`TrainingDivergedError` when the loss stops being finite. On CUDA it also uses
+mixed precision (bf16, or fp16 with loss scaling on GPUs without bf16), channels-last
+images and the fused AdamW kernel. The same loop trains the dual encoder (10.4), the
+cross-modal embedding (10.5) and every model of the cross-attention ablation (10.6).
+Retrieval examples (tables and picture grids) live in :mod:`.examples`.
 """
 
 from __future__ import annotations
@@ -28,11 +32,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-import textwrap
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -42,10 +45,13 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from dldna import checkpoint
+from dldna.chapter_10.layers import LogitScale, check_temperature
 from dldna.chapter_10.losses import contrastive_loss
 from dldna.chapter_10.metrics import recall_at_k_from_scores
 from dldna.data.cache import CachedSplit, cached_split
-from dldna.loaders import SMOKE_IMAGE_SIZE
+from dldna.loaders import profile_sizes
+from dldna.registry import Registry
 from dldna.runtime import Runtime, select_device
 
 logger = logging.getLogger(__name__)
@@ -54,12 +60,21 @@ logger = logging.getLogger(__name__)
 #: tensors, batch first. The loop only concatenates, slices and moves them.
 Rep = Union[Tensor, tuple[Tensor, ...]]
 
-#: Image side the towers are trained at, per profile (ResNet's native 224 px in full).
-IMAGE_SIZE = {"smoke": SMOKE_IMAGE_SIZE, "full": 224}
+#: Format tag of :func:`save_checkpoint` files.
+CHECKPOINT_FORMAT = "dldna.chapter_10/retrieval-checkpoint-1"
 
 
 class TrainingDivergedError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite.
+
+    ``history`` holds the rows of the epochs that finished before it happened and
+    ``where`` says where it stopped, so a caller can record the run as diverged.
+    """
+
+    def __init__(self, message: str, history: list[dict[str, Any]] | None = None, where: str = "") -> None:
+        super().__init__(message)
+        self.history = list(history or [])
+        self.where = where
 
 
 # ----------------------------------------------------------------------------- model API
@@ -115,28 +130,36 @@ class RetrievalModel(nn.Module):
         return self.similarity(images, input_ids, attention_mask)  # [B, B]
 
     def init_logit_scale(self, init_temperature: float = 0.07, max_logit_scale: float = 100.0) -> None:
-        """Create the learnable ``logit_scale``, stored as ``log(1 / temperature)``.
+        """Create the learnable temperature (a :class:`~dldna.chapter_10.layers.LogitScale`).
 
-        The log keeps the scale positive whatever the optimiser does; CLIP starts at a
-        temperature of 0.07 and caps the scale at 100 (see :func:`clamped_logit_scale`).
+        It stores ``log(1 / temperature)``, which keeps the scale positive whatever the
+        optimiser does; CLIP starts at a temperature of 0.07 and caps the scale at 100.
         """
-        check_temperature(init_temperature, max_logit_scale)
-        self.max_logit_scale = float(max_logit_scale)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / init_temperature)))
+        self.logit_scale_module = LogitScale(init_temperature, max_logit_scale)
+
+    @property
+    def logit_scale(self) -> nn.Parameter:
+        """The stored ``log(1 / temperature)`` (0-d parameter; weight decay never touches it)."""
+        module = self.__dict__["_modules"].get("logit_scale_module")
+        if module is None:
+            raise AttributeError(f"{type(self).__name__} has no logit_scale; call init_logit_scale() in __init__.")
+        return module.log_scale
+
+    @property
+    def max_logit_scale(self) -> float:
+        return self.logit_scale_module.max_scale
 
     def scale(self) -> Tensor:
         """``1 / temperature``, capped at ``max_logit_scale``."""
-        log_scale = getattr(self, "logit_scale", None)
-        if log_scale is None:
+        if "logit_scale_module" not in self.__dict__["_modules"]:
             raise AttributeError(f"{type(self).__name__} has no logit_scale; call init_logit_scale() in __init__.")
-        return clamped_logit_scale(log_scale, self.max_logit_scale)
+        return self.logit_scale_module()
 
     @property
     def temperature(self) -> float:
         """The softmax temperature in use (``1 / scale``); NaN for a model without one."""
-        if getattr(self, "logit_scale", None) is None:
-            return float("nan")
-        return float(1 / self.scale().detach())
+        module = self.__dict__["_modules"].get("logit_scale_module")
+        return float("nan") if module is None else module.temperature
 
     def score_all(self, image_rep: Rep, text_rep: Rep) -> Tensor:
         """:meth:`score` over two whole sets, block by block; float32 ``[N_img, N_txt]``."""
@@ -156,15 +179,6 @@ class RetrievalModel(nn.Module):
         return torch.cat(rows, dim=0)
 
 
-def check_temperature(init_temperature: float, max_logit_scale: float) -> None:
-    """A temperature must be positive and its inverse within the cap."""
-    if not (0 < init_temperature and 1 / init_temperature <= max_logit_scale):
-        raise ValueError(
-            f"Need 0 < init_temperature and 1 / init_temperature <= max_logit_scale; got "
-            f"init_temperature={init_temperature}, max_logit_scale={max_logit_scale}."
-        )
-
-
 def clamped_logit_scale(log_scale: Tensor, max_scale: float) -> Tensor:
     """``exp(log_scale)`` with the scale capped at ``max_scale`` (CLIP caps it at 100).
 
@@ -176,18 +190,9 @@ def clamped_logit_scale(log_scale: Tensor, max_scale: float) -> Tensor:
 
 # ---------------------------------------------------------------------------- settings
 
-#: Learning-rate multipliers ``f(progress in [0, 1]) -> factor``, filled by :func:`register_schedule`.
-LR_SCHEDULES: dict[str, Callable[[float], float]] = {}
-
-
-def register_schedule(name: str) -> Callable:
-    """Decorator: make a learning-rate shape usable as ``TrainConfig(lr_schedule=name)``."""
-
-    def wrap(fn: Callable[[float], float]) -> Callable[[float], float]:
-        LR_SCHEDULES[name] = fn
-        return fn
-
-    return wrap
+#: Learning-rate multipliers ``f(progress in [0, 1]) -> factor``, usable as ``TrainConfig(lr_schedule=name)``.
+LR_SCHEDULES: Registry[Callable[[float], float]] = Registry("learning-rate schedule")
+register_schedule = LR_SCHEDULES.register
 
 
 @register_schedule("constant")
@@ -250,25 +255,71 @@ class TrainConfig:
     fused_optimizer: bool | None = None
     #: Check the running loss for NaN/inf every this many steps (each check waits for the GPU).
     check_every: int = 20
+    #: Also report the original chapter's in-batch metrics on the validation split
+    #: (``val_batch_loss``, ``val_batch_acc``: is a caption its image's best match among the
+    #: batch?), computed from the training logits ``model.similarity``.
+    in_batch_metrics: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("num_epochs", "batch_size", "eval_batch_size", "check_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {getattr(self, name)!r}.")
-        if not self.lr > 0:
-            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}.")
+        problems = check_settings(
+            self,
+            positive_ints=("num_epochs", "batch_size", "eval_batch_size", "check_every"),
+            non_negative_ints=("warmup_steps", "seed"),
+            positive_floats=("lr",),
+            non_negative_floats=("weight_decay",),
+            optional_positive_floats=("grad_clip",),
+        )
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"Unknown lr_schedule {self.lr_schedule!r}; choose one of {sorted(LR_SCHEDULES)}.")
-        if self.warmup_steps < 0:
-            raise ValueError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps!r}.")
+            problems.append(f"lr_schedule={self.lr_schedule!r} (known: {', '.join(LR_SCHEDULES.names())})")
+        if problems:
+            raise ValueError("Invalid TrainConfig: " + "; ".join(problems) + ".")
         self.ks = tuple(int(k) for k in self.ks)
+
+
+def check_settings(
+    config: Any,
+    positive_ints: Sequence[str] = (),
+    non_negative_ints: Sequence[str] = (),
+    positive_floats: Sequence[str] = (),
+    non_negative_floats: Sequence[str] = (),
+    optional_positive_floats: Sequence[str] = (),
+    optional_positive_ints: Sequence[str] = (),
+) -> list[str]:
+    """Every field of ``config`` that breaks its rule, as ``"name=value (rule)"`` strings.
+
+    Integers must be whole (``1.7`` epochs is an error, not 1) and never ``bool``; floats
+    must be finite (``inf`` and ``nan`` are refused: a result holding them cannot even be
+    written as JSON). The caller joins the list into one message.
+    """
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def finite(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    rules = [
+        (positive_ints, lambda v: whole(v) and v >= 1, "a whole number >= 1"),
+        (non_negative_ints, lambda v: whole(v) and v >= 0, "a whole number >= 0"),
+        (positive_floats, lambda v: finite(v) and v > 0, "a finite number > 0"),
+        (non_negative_floats, lambda v: finite(v) and v >= 0, "a finite number >= 0"),
+        (optional_positive_floats, lambda v: v is None or (finite(v) and v > 0), "None or a finite number > 0"),
+        (optional_positive_ints, lambda v: v is None or (whole(v) and v >= 1), "None or a whole number >= 1"),
+    ]
+    problems = []
+    for names, ok, rule in rules:
+        for name in names:
+            value = getattr(config, name)
+            if not ok(value):
+                problems.append(f"{name}={value!r} (must be {rule})")
+    return problems
 
 
 @dataclass(frozen=True)
 class Speedups:
     """The GPU-only speed settings, resolved for one device."""
 
-    autocast_dtype: torch.dtype | None = None  # bf16 autocast when set
+    autocast_dtype: torch.dtype | None = None  # bf16 or fp16 autocast when set
     channels_last: bool = False
     fused_optimizer: bool = False
 
@@ -280,13 +331,19 @@ class Speedups:
         channels_last: bool | None = None,
         fused_optimizer: bool | None = None,
     ) -> Speedups:
-        """``None`` means: on for CUDA, off elsewhere. bf16 needs no loss scaling, unlike fp16."""
+        """``None`` means: on for CUDA, off elsewhere.
+
+        Mixed precision is bf16 where the GPU has it (compute capability 8.0 and newer:
+        A100, H100, L4...), else fp16 (a T4 in Colab) with a gradient scaler, since fp16's
+        small range lets tiny gradients underflow to zero; bf16 needs no scaling.
+        """
         cuda = device.type == "cuda"
         amp = cuda if mixed_precision is None else mixed_precision
         if amp and not cuda:
             raise ValueError("mixed_precision=True needs a CUDA device; leave it None to decide automatically.")
+        bf16 = cuda and torch.cuda.is_bf16_supported(including_emulation=False)
         return cls(
-            autocast_dtype=torch.bfloat16 if amp else None,
+            autocast_dtype=(torch.bfloat16 if bf16 else torch.float16) if amp else None,
             channels_last=cuda if channels_last is None else channels_last,
             fused_optimizer=cuda if fused_optimizer is None else fused_optimizer,
         )
@@ -297,7 +354,13 @@ class Speedups:
         return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
 
     def images(self, images: Tensor) -> Tensor:
-        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+        if self.channels_last and images.dim() == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def grad_scaler(self, device: torch.device) -> torch.amp.GradScaler:
+        """A gradient scaler that is active for fp16 only (a no-op otherwise)."""
+        return torch.amp.GradScaler(device.type, enabled=self.autocast_dtype == torch.float16)
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.01, fused: bool = False) -> torch.optim.AdamW:
@@ -335,10 +398,13 @@ def train_step(
     device: torch.device,
     speed: Speedups,
     grad_clip: float | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> Tensor:
     """One optimisation step on ``(images, input_ids, attention_mask)``; returns the detached loss.
 
     The loss is returned as a tensor so that the caller decides when to wait for the GPU.
+    ``scaler`` (fp16 only) scales the loss before the backward pass and unscales the
+    gradients before clipping.
     """
     images, input_ids, attention_mask = (t.to(device, non_blocking=True) for t in batch)
     input_ids, attention_mask = trim_padding(input_ids, attention_mask)
@@ -346,41 +412,55 @@ def train_step(
         logits = model.similarity(speed.images(images), input_ids, attention_mask)  # [B, B]
         loss = contrastive_loss(logits.float())
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
     return loss.detach()
 
 
-def _raise_diverged(epoch: int, step: int, value: float, lr: float) -> None:
+def _raise_diverged(epoch: int, step: int, value: float, lr: float, history: list[dict[str, Any]]) -> None:
+    where = f"epoch {epoch}, step {step}: training loss {value}"
     raise TrainingDivergedError(
         f"The training loss became {value} in epoch {epoch} (by step {step}). The weights are no "
         f"longer usable. Lower the learning rate (now {lr:g}), set TrainConfig.grad_clip (e.g. 1.0), "
-        "or check the inputs for NaN."
+        "or check the inputs for NaN.",
+        history=history,
+        where=where,
     )
 
 
 def _train_batches(
     train_data: CachedSplit | Iterable, batch_size: int, device: torch.device, generator: torch.Generator
 ) -> Iterator:
+    """One epoch of batches; a batch of one pair is skipped (its contrastive loss has no negatives)."""
     if isinstance(train_data, CachedSplit):  # one caption per image per epoch
-        return train_data.batches(batch_size, device, generator, shuffle=True)
-    if isinstance(train_data, Iterable):
-        return iter(train_data)
-    raise TypeError(
+        batches = train_data.batches(batch_size, device, generator, shuffle=True)
+    elif isinstance(train_data, Iterable):
+        batches = iter(train_data)
+    else:
+        raise TypeError(
         f"train_data must be a CachedSplit (see cached_splits) or an iterable of "
-        f"(images, input_ids, attention_mask) batches such as a DataLoader; got {type(train_data).__name__}."
-    )
+            f"(images, input_ids, attention_mask) batches such as a DataLoader; got {type(train_data).__name__}."
+        )
+    return (batch for batch in batches if batch[0].shape[0] >= 2)
 
 
 def _steps_per_epoch(train_data: CachedSplit | Iterable, batch_size: int) -> int | None:
     if isinstance(train_data, CachedSplit):
-        return math.ceil(train_data.num_images / batch_size)
+        return train_data.num_images // batch_size + int(train_data.num_images % batch_size >= 2)
     return len(train_data) if hasattr(train_data, "__len__") else None
 
 
-def _check_eval_split(split: Any, name: str) -> CachedSplit:
+def check_eval_split(split: Any, name: str) -> CachedSplit:
     if not isinstance(split, CachedSplit):
         raise TypeError(
             f"{name} must be a CachedSplit: Recall@K ranks every image of the split against all "
@@ -438,7 +518,7 @@ def retrieval_scores(
     speed: Speedups | None = None,
 ) -> Tensor:
     """Scores ``[N_img, N_txt]`` (float32, on the CPU) of every image against every caption."""
-    split = _check_eval_split(split, "split")
+    split = check_eval_split(split, "split")
     device = next(model.parameters()).device if device is None else torch.device(device)
     speed = speed or Speedups.for_device(device)
     with eval_mode(model):
@@ -474,6 +554,47 @@ def batch_loss_from_scores(
     return float(np.average(losses, weights=weights)) if losses else float("nan")
 
 
+#: Seed of the fixed caption choice and batch order of :func:`in_batch_metrics`.
+IN_BATCH_SEED = 12345
+
+
+@torch.no_grad()
+def in_batch_metrics(
+    model: RetrievalModel,
+    split: CachedSplit,
+    batch_size: int,
+    device: torch.device | str | None = None,
+    speed: Speedups | None = None,
+) -> dict[str, float]:
+    """The original chapter's validation metrics, from the training logits of each batch.
+
+    ``batch_loss``: the contrastive loss of ``model.similarity`` on batches of one caption
+    per image (a fixed choice and order); ``batch_acc``: how often an image's own caption
+    scores highest among the batch's. Unlike Recall@K over a whole split, these use the
+    logits the model trains on, so a model whose training logits leak the pairing (the
+    ablation's faithful mode, erratum 3) can score perfectly here while retrieval fails.
+    """
+    split = check_eval_split(split, "split")
+    device = next(model.parameters()).device if device is None else torch.device(device)
+    speed = speed or Speedups.for_device(device)
+    generator = torch.Generator().manual_seed(IN_BATCH_SEED)
+    total_loss = total_hits = count = 0.0
+    with eval_mode(model):
+        for images, input_ids, attention_mask in split.batches(batch_size, device, generator, shuffle=True):
+            if images.shape[0] < 2:
+                continue
+            input_ids, attention_mask = trim_padding(input_ids, attention_mask)
+            with speed.autocast(device):
+                logits = model.similarity(speed.images(images), input_ids, attention_mask).float()  # [B, B]
+            b = logits.shape[0]
+            total_loss += float(contrastive_loss(logits)) * b
+            total_hits += float((logits.argmax(dim=1) == torch.arange(b, device=logits.device)).sum())
+            count += b
+    if count == 0:
+        raise ValueError("The validation split has fewer than 2 images; give it more data.")
+    return {"batch_loss": total_loss / count, "batch_acc": total_hits / count}
+
+
 def evaluate(
     model: RetrievalModel,
     split: CachedSplit,
@@ -494,19 +615,6 @@ def evaluate(
 # ------------------------------------------------------------------------ checkpoints
 
 
-def _plain(value: Any) -> Any:
-    """Dataclasses and tuples to plain dicts/lists, so ``torch.load(weights_only=True)`` accepts them."""
-    if is_dataclass(value) and not isinstance(value, type):
-        value = asdict(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: nn.Module,
@@ -514,24 +622,15 @@ def save_checkpoint(
     metrics: dict[str, float] | None = None,
     train_config: TrainConfig | None = None,
 ) -> Path:
-    """Write weights, model class and config, epoch and metrics; atomically (temp file + rename).
+    """Write weights, model class and config, epoch and metrics (see :mod:`dldna.checkpoint`).
 
-    A run killed while saving leaves the previous best checkpoint intact.
+    The write is atomic: a run killed while saving leaves the previous best checkpoint intact.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "model_class": type(model).__name__,
-        "model_config": _plain(getattr(model, "config", None)),
-        "train_config": _plain(train_config),
-        "epoch": int(epoch),
-        "metrics": _plain(metrics or {}),
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return checkpoint.save(
+        path, CHECKPOINT_FORMAT, model, model_class=type(model).__name__,
+        model_config=getattr(model, "config", None), train_config=train_config, epoch=int(epoch),
+        metrics=metrics or {},
+    )  # fmt: skip
 
 
 def load_checkpoint(path: str | os.PathLike[str], model: nn.Module) -> dict[str, Any]:
@@ -540,11 +639,11 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module) -> dict[str,
     ``weights_only=True`` refuses arbitrary pickled code; ``strict=True`` refuses a
     checkpoint of another architecture instead of silently leaving layers random.
     """
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    payload = checkpoint.read(path, CHECKPOINT_FORMAT, required=("model_class",))
     expected = type(model).__name__
-    if payload.get("model_class") != expected:
-        raise ValueError(f"{path} holds a {payload.get('model_class')!r} checkpoint, not a {expected!r}.")
-    model.load_state_dict(payload["state_dict"], strict=True)
+    if payload["model_class"] != expected:
+        raise checkpoint.CheckpointError(f"{path} holds a {payload['model_class']!r} checkpoint, not a {expected!r}.")
+    checkpoint.load_into(model, payload, path)
     return {k: v for k, v in payload.items() if k != "state_dict"}
 
 
@@ -582,13 +681,14 @@ def fit(
     if not isinstance(model, RetrievalModel):
         raise TypeError(f"model must be a RetrievalModel (embed_images/embed_texts/score); got {type(model).__name__}.")
     config = config or TrainConfig()
-    val_split = _check_eval_split(val_split, "val_split")
+    val_split = check_eval_split(val_split, "val_split")
     device = next(model.parameters()).device if device is None else select_device(device)
     speed = Speedups.for_device(device, config.mixed_precision, config.channels_last, config.fused_optimizer)
     model.to(device)
     if speed.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config.lr, config.weight_decay, fused=speed.fused_optimizer)
+    scaler = speed.grad_scaler(device)
     steps_per_epoch = _steps_per_epoch(train_data, config.batch_size)
     scheduler = make_scheduler(
         optimizer, config.lr_schedule, steps_per_epoch and steps_per_epoch * config.num_epochs, config.warmup_steps
@@ -607,26 +707,29 @@ def fit(
         running = torch.zeros((), device=device)
         n_steps = n_pairs = 0
         for batch in bar:
-            running += train_step(model, optimizer, batch, device, speed, config.grad_clip)
+            running += train_step(model, optimizer, batch, device, speed, config.grad_clip, scaler)
             scheduler.step()
             n_steps += 1
             n_pairs += batch[0].shape[0]
             if n_steps % config.check_every == 0:
                 mean = running.item() / n_steps
                 if not math.isfinite(mean):
-                    _raise_diverged(epoch, n_steps, mean, config.lr)
+                    _raise_diverged(epoch, n_steps, mean, config.lr, history)
                 bar.set_postfix(loss=f"{mean:.4f}")
         bar.close()
         if n_steps == 0:
             raise ValueError("The training data produced no batches; is the training split empty?")
         train_loss = running.item() / n_steps
         if not math.isfinite(train_loss):
-            _raise_diverged(epoch, n_steps, train_loss, config.lr)
+            _raise_diverged(epoch, n_steps, train_loss, config.lr, history)
         seconds = time.perf_counter() - started
 
         metrics = evaluate(
             model, val_split, device, config.batch_size, config.eval_batch_size, config.ks, config.seed, speed
         )
+        if config.in_batch_metrics:
+            batch = in_batch_metrics(model, val_split, config.batch_size, device, speed)
+            metrics.update(val_batch_loss=batch["batch_loss"], val_batch_acc=batch["batch_acc"])
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -683,8 +786,8 @@ def train_retrieval_model(
 
 
 def default_image_size(runtime: Runtime) -> int:
-    """64 px for the smoke CNN, 224 px (ResNet's native size) otherwise."""
-    return IMAGE_SIZE[runtime.profile]
+    """The image side the towers train at for this run (64 px smoke CNN, 224 px ResNet)."""
+    return profile_sizes(runtime).image_size
 
 
 def cached_splits(
@@ -710,106 +813,3 @@ def cached_splits(
         dataset = data.dataset(tokenizer=tokenizer, max_length=max_length, images=split[name])
         result[name] = cached_split(dataset, image_size)
     return result
-
-
-# ---------------------------------------------------------------------- examples
-
-
-@dataclass
-class RetrievalExamples:
-    """Top-k retrievals of a few queries: two tables and a picture grid."""
-
-    image_to_text: pd.DataFrame  # image, rank, caption, probability, correct
-    text_to_image: pd.DataFrame  # query, rank, image, probability, correct
-    figure: Any = field(repr=False, default=None)  # matplotlib Figure
-
-    def _repr_html_(self) -> str:
-        return self.image_to_text._repr_html_() + self.text_to_image._repr_html_()
-
-
-def _tokenize_queries(tokenizer: Any, queries: Sequence[str], max_length: int) -> tuple[Tensor, Tensor]:
-    if tokenizer is None:
-        raise ValueError("Free-text queries need the tokenizer the model was trained with (tokenizer=...).")
-    enc = tokenizer(list(queries), padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
-    return enc["input_ids"], enc["attention_mask"]
-
-
-@torch.no_grad()
-def generate_example(
-    model: RetrievalModel,
-    split: CachedSplit,
-    tokenizer: Any = None,
-    k: int = 3,
-    n_examples: int = 3,
-    queries: Sequence[str] | None = None,
-    device: torch.device | str | None = None,
-    seed: int = 0,
-) -> RetrievalExamples:
-    """Retrieval examples on a held-out split, as in the chapter's ``generate_example``.
-
-    For ``n_examples`` images (picked with ``seed``): the top-``k`` captions of the whole
-    split with their probabilities (softmax over all captions), and for one caption of
-    each image (or for each of ``queries``, free text tokenised with ``tokenizer``) the
-    top-``k`` images (softmax over all images). The figure shows each text query with its
-    top-``k`` images; a green frame marks the image the caption belongs to.
-    """
-    import matplotlib.pyplot as plt
-
-    split = _check_eval_split(split, "split")
-    if k < 1 or n_examples < 1:
-        raise ValueError(f"k and n_examples must be positive, got k={k}, n_examples={n_examples}.")
-    device = next(model.parameters()).device if device is None else torch.device(device)
-    k_img, k_txt = min(k, split.num_images), min(k, len(split))
-    picked = torch.randperm(split.num_images, generator=torch.Generator().manual_seed(seed))[:n_examples].tolist()
-    if queries is not None:
-        query_ids, query_mask = _tokenize_queries(tokenizer, queries, split.input_ids.shape[1])
-    speed = Speedups.for_device(device)
-    with eval_mode(model):
-        image_rep, text_rep = encode_split(model, split, device, speed=speed)
-        with speed.autocast(device):
-            scores = model.score_all(image_rep, text_rep).float().cpu()  # [N_img, N_txt]
-            if queries is not None:
-                query_rep = model.embed_texts(query_ids.to(device), query_mask.to(device))
-                query_scores = model.score_all(image_rep, query_rep).float().cpu()  # [N_img, Q]
-
-    rows = []
-    for image in picked:
-        top = scores[image].softmax(dim=0).topk(k_txt)
-        for rank, (p, t) in enumerate(zip(top.values.tolist(), top.indices.tolist()), start=1):
-            rows.append({"image": split.image_names[image], "rank": rank, "caption": split.captions[t],
-                         "probability": p, "correct": int(split.image_index[t]) == image})  # fmt: skip
-    image_to_text = pd.DataFrame(rows)
-
-    if queries is None:
-        first_caption = {int(i): c for c, i in reversed(list(enumerate(split.image_index.tolist())))}
-        columns = [first_caption[i] for i in picked]
-        texts, truth, query_scores = [split.captions[c] for c in columns], picked, scores[:, columns]
-    else:
-        texts, truth = list(queries), [None] * len(queries)
-
-    rows, grid = [], []
-    for q, (text, own) in enumerate(zip(texts, truth)):
-        top = query_scores[:, q].softmax(dim=0).topk(k_img)
-        hits = list(zip(top.indices.tolist(), top.values.tolist()))
-        grid.append((text, own, hits))
-        for rank, (image, p) in enumerate(hits, start=1):
-            rows.append({"query": text, "rank": rank, "image": split.image_names[image], "probability": p,
-                         "correct": None if own is None else image == own})  # fmt: skip
-    text_to_image = pd.DataFrame(rows)
-
-    fig, axes = plt.subplots(len(grid), k_img + 1, figsize=(2.2 * (k_img + 1), 2.4 * len(grid)), squeeze=False)
-    for (text, own, hits), row in zip(grid, axes):
-        row[0].axis("off")
-        row[0].text(0.0, 0.5, textwrap.fill(text, 28), fontsize=9, va="center", wrap=True)
-        for ax, (image, p) in zip(row[1:], hits):
-            ax.imshow(np.asarray(split.images[image]))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"p = {p:.3f}", fontsize=9)
-            colour = "tab:green" if image == own else "lightgray"
-            for spine in ax.spines.values():
-                spine.set_edgecolor(colour)
-                spine.set_linewidth(3 if image == own else 1)
-    fig.suptitle(f"Text -> image: top-{k_img} images per caption (green frame: the caption's own image)", fontsize=10)
-    fig.tight_layout()
-    return RetrievalExamples(image_to_text=image_to_text, text_to_image=text_to_image, figure=fig)

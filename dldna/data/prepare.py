@@ -68,13 +68,16 @@ def prepare_caption_data(
     data_dir: str | os.PathLike[str] | None = None,
     n_images: int | None = None,
     image_size: int = shapes.DEFAULT_IMAGE_SIZE,
+    name: str | None = None,
 ) -> CaptionData:
     """Make sure the run's caption data exists on disk and say where it is.
 
-    ``n_images`` and ``image_size`` apply to synthetic data only; real Flickr8k is what it is.
+    ``n_images``, ``image_size`` and ``name`` (the default folder under the data home)
+    apply to synthetic data only; real Flickr8k is what it is.
     """
     if runtime.synthetic:
         default_n, default_dir = (SMOKE_IMAGES, "shapes-smoke") if runtime.smoke else (FLICKR8K_IMAGES, "shapes-full")
+        default_dir = name or default_dir
         root = Path(data_dir) if data_dir is not None else data_home() / default_dir
         shapes.generate_dataset(root, n_images or default_n, seed=runtime.seed, image_size=image_size)
         return CaptionData.at(root, synthetic=True)

@@ -28,60 +28,85 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import platform
 import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from dldna.atomic import atomic_write_text
+from dldna.chapter_10.mm.run import RunConfig, add_config_arguments, config_from_arguments
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["PRESETS", "StudyConfig", "chance_table", "main", "plot_recall", "run_study", "summarise"]
+__all__ = [
+    "COMMITTED_STUDY",
+    "PRESETS",
+    "StudyConfig",
+    "chance_table",
+    "committed_study",
+    "load_study",
+    "main",
+    "plot_recall",
+    "run_study",
+    "summarise",
+]
 
-
-@dataclass
-class StudyConfig:
-    """Settings of one study; one preset per profile, each field overridable from the command line."""
-
-    seeds: tuple[int, ...] = (0, 1, 2)
-    modes: tuple[str, ...] = ("faithful", "tokens")
-    versions: tuple[str, ...] | None = None  # None: all 17
-    epochs: int = 4
-    lr: float = 1e-3
-    batch_size: int = 16
-    dim: int = 32
-    num_heads: int = 4
-    dropout: float = 0.1
-    images: int | None = 1000  # synthetic images to generate (ignored for real Flickr8k)
-    max_images: int | None = 500  # training images used
-    image_size: int = 64
-    image_grid: int | None = 3
-    max_length: int = 24
-    eval_images: int = 100
-    eval_captions_per_image: int = 1
-    freeze_encoders: bool = True
-    pretrain_epochs: int = 8
-    pretrain_lr: float = 1e-3
-    split_seed: int = 0
-
+#: A study's settings are a :class:`~dldna.chapter_10.mm.run.RunConfig` (one dataclass for all).
+StudyConfig = RunConfig
 
 #: Defaults per profile. ``full`` follows the original protocol (Flickr8k, 5 epochs,
 #: lr 1e-4, width 256, 8 heads, encoders trained end to end) and needs a GPU.
-PRESETS: dict[str, StudyConfig] = {
-    "smoke": StudyConfig(),
-    "full": StudyConfig(
-        epochs=5, lr=1e-4, batch_size=32, dim=256, num_heads=8, images=None, max_images=None, image_size=224,
-        image_grid=None, max_length=32, eval_images=500, freeze_encoders=False, pretrain_epochs=0,
+PRESETS: dict[str, RunConfig] = {
+    # Sized to train all 17 versions x 2 modes x 3 seeds on a CPU in about a quarter of an
+    # hour: the encoders are pre-trained once per seed as a dual encoder and then frozen.
+    "smoke": RunConfig(
+        epochs=4, lr=1e-3, batch_size=16, dim=32, images=1000, max_images=500, image_grid=3, max_length=24,
+        freeze_encoders=True, pretrain_epochs=8,
+    ),
+    "full": RunConfig(
+        dim=256, num_heads=8, image_size=224, image_grid=None, eval_images=500,
     ),
 }
+
+#: The committed study's files, shipped inside the package (``importlib.resources``).
+COMMITTED_STUDY = "committed_study"
+STUDY_FILES = ("runs.csv", "summary.csv", "zero_shot.csv", "results.json", "recall.png")
+
+
+def committed_study() -> Path:
+    """The folder of the study shipped with the package (its tables, plot and JSON)."""
+    return Path(str(resources.files("dldna.chapter_10.mm") / COMMITTED_STUDY))
+
+
+def load_study(folder: str | Path | None = None) -> dict[str, Any]:
+    """A study's tables and metadata: ``summary``, ``runs``, ``zero_shot`` (DataFrames),
+    ``results`` (the JSON) and ``path``; ``folder=None`` reads the committed study."""
+    path = Path(folder) if folder is not None else committed_study()
+    missing = [name for name in ("summary.csv", "runs.csv", "results.json") if not (path / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{path} is not a study folder (missing {missing}); write one with python -m dldna.chapter_10.mm.study."
+        )
+    lists = {c: json.loads for c in ("train_loss", "val_loss", "val_batch_acc")}
+    zero_shot_file = path / "zero_shot.csv"
+    return {
+        "path": path,
+        "summary": pd.read_csv(path / "summary.csv"),
+        "runs": pd.read_csv(path / "runs.csv", converters=lists),
+        "zero_shot": pd.read_csv(zero_shot_file, converters={"all_similarities": json.loads})
+        if zero_shot_file.is_file()
+        else pd.DataFrame(),
+        "results": json.loads((path / "results.json").read_text(encoding="utf-8")),
+    }
 
 
 def _git_revision() -> dict[str, Any]:
@@ -99,7 +124,7 @@ def _git_revision() -> dict[str, Any]:
 
 def chance_table(n_images: int, captions_per_image: int) -> dict[str, float]:
     """Chance Recall@K (mean of both directions) for the evaluation size."""
-    from dldna.chapter_10.mm.train_multimodal import KS, chance_recall
+    from dldna.chapter_10.mm.run import KS, chance_recall
 
     return {f"R@{k}": chance_recall(n_images, captions_per_image, k) for k in KS}
 
@@ -165,16 +190,30 @@ def plot_recall(summary: pd.DataFrame, chance: dict[str, float], path: Path, tit
     return path
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _coverage(runs: pd.DataFrame) -> set[tuple[str, int, str]]:
+    return {(str(m), int(seed), str(v)) for m, seed, v in zip(runs["mode"], runs["seed"], runs["version"])}
+
+
+def check_overwrite(out: Path, planned: set[tuple[str, int, str]], overwrite: bool) -> None:
+    """Refuse to replace a study in ``out`` that covers runs the new one does not (unless ``overwrite``)."""
+    existing_file = out / "runs.csv"
+    if overwrite or not existing_file.is_file():
+        return
+    try:
+        existing = _coverage(pd.read_csv(existing_file))
+    except (OSError, ValueError, KeyError):
+        return  # unreadable: nothing worth keeping
+    lost = existing - planned
+    if lost:
+        raise FileExistsError(
+            f"{out} holds a study of {len(existing)} runs; this one covers {len(planned)} and would drop "
+            f"{len(lost)} of them (e.g. {sorted(lost)[:3]}). Write it elsewhere with --out, or pass --overwrite."
+        )
 
 
 def _finished_runs(runs_dir: Path, mode: str, seed: int, versions: Sequence[str]) -> int:
     """How many result files already exist (run_training checks that they match the settings)."""
-    from dldna.chapter_10.mm.train_multimodal import result_path
+    from dldna.chapter_10.mm.run import result_path
 
     return sum(result_path(runs_dir, mode, seed, v).is_file() for v in versions)
 
@@ -219,33 +258,31 @@ def run_study(
     resume: bool = True,
     command: str | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run the study and write its tables, plot and metadata to ``out``; return the JSON payload."""
+    """Run the study and write its tables, plot and metadata to ``out``; return the JSON payload.
+
+    A study already in ``out`` that covers runs this one does not is never replaced
+    silently: :class:`FileExistsError`, unless ``overwrite=True``.
+    """
     import torch
     import transformers
 
     from dldna.chapter_10.mm.cross_attention import VERSIONS
-    from dldna.chapter_10.mm.train_multimodal import run_training
+    from dldna.chapter_10.mm.run import run_training
     from dldna.data.images import sample_image
-    from dldna.data.prepare import data_home, prepare_caption_data
-    from dldna.runtime import setup
+    from dldna.data.prepare import prepare_caption_data
+    from dldna.runtime import resolve_profile, setup
 
     started = time.perf_counter()
-    runtime = setup(profile, seed=config.seeds[0])
     versions = list(config.versions or VERSIONS)
-    if runtime.synthetic and data_dir is None:
-        data_dir = data_home() / "shapes-ablation"
+    check_overwrite(out, {(m, s, v) for m in config.modes for s in config.seeds for v in versions}, overwrite)
+    runtime = setup(profile, seed=config.seeds[0])
     # The data (synthetic scenes) and the split depend on split_seed only, never on the training seeds.
     data_runtime = dataclasses.replace(runtime, seed=config.split_seed)
-    data = prepare_caption_data(data_runtime, data_dir, n_images=config.images, image_size=config.image_size)
-    common = dict(
-        split_seed=config.split_seed, dim=config.dim, num_heads=config.num_heads, dropout=config.dropout,
-        batch_size=config.batch_size, image_size=config.image_size, image_grid=config.image_grid,
-        max_length=config.max_length, max_images=config.max_images, eval_images=config.eval_images,
-        eval_captions_per_image=config.eval_captions_per_image, freeze_encoders=config.freeze_encoders,
-        pretrain_epochs=config.pretrain_epochs, pretrain_lr=config.pretrain_lr, output_dir=runs_dir,
-        resume=resume, profile=runtime.profile, progress=progress,
-    )  # fmt: skip
+    data = prepare_caption_data(
+        data_runtime, data_dir, n_images=config.images, image_size=config.image_size, name="shapes-ablation"
+    )
     frames, timings = [], []
     for seed in config.seeds:
         for mode in config.modes:
@@ -254,7 +291,7 @@ def run_study(
             frames.append(
                 run_training(
                     versions, config.epochs, config.lr, data.image_dir, data.caption_file, mode=mode, seed=seed,
-                    **common,
+                    config=config, output_dir=runs_dir, resume=resume, profile=profile, progress=progress,
                 )  # fmt: skip
             )
             timings.append(
@@ -277,12 +314,12 @@ def run_study(
         "sec_per_epoch", "eval_sec", "stopped",
     ]  # fmt: skip
     runs_table = runs[[c for c in run_columns if c in runs.columns]]
-    _write_atomic(out / "runs.csv", runs_table.to_csv(index=False, float_format="%.4f"))
-    _write_atomic(out / "summary.csv", summary.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(out / "runs.csv", runs_table.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(out / "summary.csv", summary.to_csv(index=False, float_format="%.4f"))
     if not zero_shot.empty:
-        _write_atomic(out / "zero_shot.csv", zero_shot.to_csv(index=False))
+        atomic_write_text(out / "zero_shot.csv", zero_shot.to_csv(index=False))
     title = (
-        f"Cross-attention ablation ({runtime.profile}): {len(config.seeds)} seed(s), {config.epochs} epoch(s), "
+        f"Cross-attention ablation ({resolve_profile(profile)}): {len(config.seeds)} seed(s), {config.epochs} epoch(s), "
         f"Recall@K on {eval_images} held-out images"
     )
     plot_recall(summary, chance, out / "recall.png", title)
@@ -293,8 +330,8 @@ def run_study(
             "command": command,
             "git": _git_revision(),
             "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "profile": runtime.profile,
-            "synthetic_data": runtime.synthetic,
+            "profile": resolve_profile(profile),
+            "synthetic_data": data.synthetic,
             "data": str(data.root),
             "config": asdict(config),
             "versions": versions,
@@ -322,7 +359,7 @@ def run_study(
         "zero_shot": _zero_shot_summary(zero_shot),
         "runs": json.loads(runs_table.to_json(orient="records")),
     }
-    _write_atomic(out / "results.json", json.dumps(payload, indent=1))
+    atomic_write_text(out / "results.json", json.dumps(payload, indent=1, allow_nan=False))
     logger.info("Wrote %s (%.0f s)", out, payload["metadata"]["timings"]["total_wall_sec"])
     return payload
 
@@ -330,25 +367,16 @@ def run_study(
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dldna.chapter_10.mm.study",
-        description="Run the cross-attention ablation (both modes, all versions, several seeds) and write its results.",
+        description="Run the cross-attention ablation (both modes, all versions, several seeds) and write its "
+        "results. A study already in --out that covers more runs is not replaced unless --overwrite is given.",
     )
     parser.add_argument("--profile", default=None, help="smoke or full (default: $DLDNA_PROFILE, else full)")
-    parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default 0 1 2)")
-    parser.add_argument("--modes", nargs="+", choices=("faithful", "tokens"), help="modes to run (default both)")
-    parser.add_argument("--versions", nargs="+", help="versions to run (default all 17)")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--dim", type=int)
-    parser.add_argument("--images", type=int, help="synthetic images to generate")
-    parser.add_argument("--train-images", type=int, dest="max_images", help="training images used")
-    parser.add_argument("--eval-images", type=int, help="held-out images for Recall@K")
-    parser.add_argument("--pretrain-epochs", type=int)
-    parser.add_argument("--image-size", type=int)
-    parser.add_argument("--out", type=Path, default=Path("book/ablation"), help="where tables, plot and JSON go")
+    add_config_arguments(parser)
+    parser.add_argument("--out", type=Path, default=Path("runs/ablation/study"), help="where tables, plot and JSON go")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/ablation"), help="checkpoints and per-run results")
     parser.add_argument("--data-dir", type=Path, default=None, help="caption data folder")
     parser.add_argument("--no-resume", action="store_true", help="retrain runs whose results exist")
+    parser.add_argument("--overwrite", action="store_true", help="replace a study in --out that covers more runs")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -361,27 +389,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dldna.runtime import resolve_profile
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    torch.set_num_threads(args.threads)
     profile = resolve_profile(args.profile)
-    overrides = {
-        name: value
-        for name, value in {
-            "seeds": tuple(args.seeds) if args.seeds else None,
-            "modes": tuple(args.modes) if args.modes else None,
-            "versions": tuple(args.versions) if args.versions else None,
-            "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "dim": args.dim,
-            "images": args.images, "max_images": args.max_images, "eval_images": args.eval_images,
-            "pretrain_epochs": args.pretrain_epochs, "image_size": args.image_size,
-        }.items()  # fmt: skip
-        if value is not None
-    }
-    config = dataclasses.replace(PRESETS[profile], **overrides)
+    try:
+        config = config_from_arguments(PRESETS[profile], args)
+    except ValueError as exc:  # every wrong setting, named, before any work
+        parser.error(str(exc))
+    torch.set_num_threads(args.threads)
     command = "python -m dldna.chapter_10.mm.study " + shlex.join(argv)
     run_study(
         config, profile=profile, out=args.out, runs_dir=args.runs_dir, data_dir=args.data_dir,
-        resume=not args.no_resume, command=command, progress=not args.quiet,
+        resume=not args.no_resume, command=command, progress=not args.quiet, overwrite=args.overwrite,
     )  # fmt: skip
     return 0
 
