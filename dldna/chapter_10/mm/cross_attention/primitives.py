@@ -140,6 +140,10 @@ class CrossAttentionBase(nn.Module):
 
     ``num_heads`` and ``dropout`` are accepted by every version so that one config
     builds any of them; versions without heads or dropout (as in the original) ignore them.
+
+    A version adds its modules in :meth:`build`, which ``__init__`` calls once the sizes
+    are set. Each ``build`` first calls ``super().build()``, so the parent's modules are
+    created first and a version file shows only what it adds.
     """
 
     version: str = ""  # set by the registry decorator
@@ -155,6 +159,10 @@ class CrossAttentionBase(nn.Module):
         self.dim = dim
         self.num_heads = num_heads
         self.dropout_rate = float(dropout)
+        self.build()
+
+    def build(self) -> None:
+        """Create the version's modules (parent first: seeded weights follow this order)."""
 
     def forward(
         self,

@@ -29,7 +29,10 @@ class CrossAttention(CrossAttentionBase):
     ) -> None:
         super().__init__(dim, num_heads, dropout)
         self.dual_softmax = dual_softmax
-        self.scale = dim**-0.5
+
+    def build(self) -> None:
+        super().build()
+        self.scale = self.dim**-0.5
 
     def exchange(
         self, image: Tensor, text: Tensor, image_mask: Tensor | None, text_mask: Tensor | None

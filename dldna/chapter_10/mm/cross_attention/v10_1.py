@@ -23,10 +23,9 @@ _OTHER = {"image": "text", "text": "image"}
 class CrossAttention(v9.CrossAttention):
     """v9 with ``to_q`` / ``to_k`` / ``to_v`` replaced by one projection per modality."""
 
-    def __init__(
-        self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, ff_dim: int | None = None
-    ) -> None:
-        super().__init__(dim, num_heads, dropout, ff_dim)
+    def build(self) -> None:
+        super().build()
+        dim = self.dim
         self.to_q = nn.ModuleDict({m: nn.Linear(dim, dim) for m in MODALITIES})
         self.to_k = nn.ModuleDict({m: nn.Linear(dim, dim) for m in MODALITIES})
         self.to_v = nn.ModuleDict({m: nn.Linear(dim, dim) for m in MODALITIES})

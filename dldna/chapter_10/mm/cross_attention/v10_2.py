@@ -23,12 +23,10 @@ GATE_SCALE_INIT = 0.1
 class CrossAttention(v9.CrossAttention):
     """v9 with ``attended <- gate_scale * sigmoid(W [attended; input]) * attended``."""
 
-    def __init__(
-        self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, ff_dim: int | None = None
-    ) -> None:
-        super().__init__(dim, num_heads, dropout, ff_dim)
-        self.image_gate = nn.Linear(2 * dim, dim)
-        self.text_gate = nn.Linear(2 * dim, dim)
+    def build(self) -> None:
+        super().build()
+        self.image_gate = nn.Linear(2 * self.dim, self.dim)
+        self.text_gate = nn.Linear(2 * self.dim, self.dim)
         self.gate_scale = nn.Parameter(torch.tensor(GATE_SCALE_INIT))
 
     def _gate(self, layer: nn.Linear, attended: Tensor, original: Tensor) -> Tensor:

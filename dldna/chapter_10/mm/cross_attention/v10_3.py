@@ -22,12 +22,10 @@ def _context_layer(dim: int, dropout: float) -> nn.Sequential:
 class CrossAttention(v9.CrossAttention):
     """v9 with ``image_context`` / ``text_context`` applied after the pre-LN."""
 
-    def __init__(
-        self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, ff_dim: int | None = None
-    ) -> None:
-        super().__init__(dim, num_heads, dropout, ff_dim)
-        self.image_context = _context_layer(dim, dropout)
-        self.text_context = _context_layer(dim, dropout)
+    def build(self) -> None:
+        super().build()
+        self.image_context = _context_layer(self.dim, self.dropout_rate)
+        self.text_context = _context_layer(self.dim, self.dropout_rate)
 
     def pre_attention(self, image: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
         image_norm, text_norm = super().pre_attention(image, text)

@@ -22,8 +22,8 @@ class CrossAttention(v9.CrossAttention):
 
     shared_kv = True
 
-    def build_key_value(self, dim: int) -> None:
-        self.to_kv = nn.Linear(dim, 2 * check_head_dim(dim, self.num_heads))  # [k; v] of one head
+    def build_key_value(self) -> None:
+        self.to_kv = nn.Linear(self.dim, 2 * check_head_dim(self.dim, self.num_heads))  # [k; v] of one head
 
     def _project(self, queries: Tensor, keys: Tensor, query_modality: str) -> tuple[Tensor, Tensor, Tensor]:
         k, v = self.to_kv(keys).chunk(2, dim=-1)  # each [B, Nk, head_dim]

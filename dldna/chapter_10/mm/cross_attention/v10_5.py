@@ -33,12 +33,17 @@ class CrossAttention(v9.CrossAttention):
         ff_dim: int | None = None,
         num_levels: int = 3,
     ) -> None:
-        super().__init__(dim, num_heads, dropout, ff_dim)
         if num_levels < 1:
             raise ValueError(f"num_levels must be >= 1, got {num_levels}.")
-        self.level_projections = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_levels))
-        self.level_norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(num_levels))
-        self.level_weights = nn.Parameter(torch.zeros(num_levels))  # softmax -> equal weights
+        self.num_levels = num_levels  # read by build(), which super().__init__ calls
+        super().__init__(dim, num_heads, dropout, ff_dim)
+
+    def build(self) -> None:
+        super().build()
+        levels, dim = range(self.num_levels), self.dim
+        self.level_projections = nn.ModuleList(nn.Linear(dim, dim) for _ in levels)
+        self.level_norms = nn.ModuleList(nn.LayerNorm(dim) for _ in levels)
+        self.level_weights = nn.Parameter(torch.zeros(self.num_levels))  # softmax -> equal weights
 
     def _attend(self, queries: Tensor, keys: Tensor, key_mask: Tensor | None, query_modality: str) -> Tensor:
         weights = self.level_weights.softmax(dim=0)  # [L]

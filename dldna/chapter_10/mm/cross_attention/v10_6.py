@@ -30,11 +30,9 @@ def _masked_mean_weights(similarity: Tensor, key_mask: Tensor | None) -> Tensor:
 class CrossAttention(v9.CrossAttention):
     """v9 with ``attended += mean_k(cos(z_q, z_k) * z_k)``, ``z = normalize(contrast_proj(attended))``."""
 
-    def __init__(
-        self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, ff_dim: int | None = None
-    ) -> None:
-        super().__init__(dim, num_heads, dropout, ff_dim)
-        self.contrast_proj = nn.Linear(dim, dim)
+    def build(self) -> None:
+        super().build()
+        self.contrast_proj = nn.Linear(self.dim, self.dim)
 
     def post_attention(
         self,

@@ -16,13 +16,3 @@ from .registry import register
 @register("v11")
 class CrossAttention(v10_5.CrossAttention, v10_4.CrossAttention):
     """Hierarchical (``num_levels``) multi-query cross-attention on v9's block."""
-
-    def __init__(
-        self,
-        dim: int = 256,
-        num_heads: int = 8,
-        dropout: float = 0.1,
-        ff_dim: int | None = None,
-        num_levels: int = 3,
-    ) -> None:
-        super().__init__(dim, num_heads, dropout, ff_dim, num_levels)

@@ -18,11 +18,9 @@ from .registry import register
 class CrossAttention(v1.CrossAttention):
     """v1's shared attention applied to LayerNorm-ed inputs."""
 
-    def __init__(
-        self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, dual_softmax: bool = False
-    ) -> None:
-        super().__init__(dim, num_heads, dropout, dual_softmax)
-        self.norm = nn.LayerNorm(dim)
+    def build(self) -> None:
+        super().build()
+        self.norm = nn.LayerNorm(self.dim)
 
     def fuse(
         self, image: Tensor, text: Tensor, image_mask: Tensor | None, text_mask: Tensor | None

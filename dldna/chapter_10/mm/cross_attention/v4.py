@@ -18,12 +18,10 @@ from .registry import register
 class CrossAttention(v2.CrossAttention):
     """v2 with ``image_proj`` / ``text_proj`` between the LayerNorm and the attention."""
 
-    def __init__(
-        self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, dual_softmax: bool = False
-    ) -> None:
-        super().__init__(dim, num_heads, dropout, dual_softmax)
-        self.image_proj = nn.Linear(dim, dim)
-        self.text_proj = nn.Linear(dim, dim)
+    def build(self) -> None:
+        super().build()
+        self.image_proj = nn.Linear(self.dim, self.dim)
+        self.text_proj = nn.Linear(self.dim, self.dim)
 
     def fuse(
         self, image: Tensor, text: Tensor, image_mask: Tensor | None, text_mask: Tensor | None

@@ -23,17 +23,15 @@ class CrossAttention(v2.CrossAttention):
     #: Heads of the shared attention; v7 raises it to ``num_heads``.
     attention_heads: int = 1
 
-    def __init__(
-        self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, dual_softmax: bool = False
-    ) -> None:
-        super().__init__(dim, num_heads, dropout, dual_softmax)
-        self.to_q = nn.Linear(dim, dim)
-        self.build_key_value(dim)
+    def build(self) -> None:
+        super().build()
+        self.to_q = nn.Linear(self.dim, self.dim)
+        self.build_key_value()
 
-    def build_key_value(self, dim: int) -> None:
+    def build_key_value(self) -> None:
         """The key and value projections (a hook: v10_4 builds one shared K/V head)."""
-        self.to_k = nn.Linear(dim, dim)
-        self.to_v = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(self.dim, self.dim)
+        self.to_v = nn.Linear(self.dim, self.dim)
 
     def exchange(
         self, image: Tensor, text: Tensor, image_mask: Tensor | None, text_mask: Tensor | None

@@ -22,15 +22,13 @@ class CrossAttention(v6.CrossAttention):
     #: Whether the block ends with ``out_norm``; v9 replaces it by the FFN's pre-LN.
     output_norm: bool = True
 
-    def __init__(
-        self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, dual_softmax: bool = False
-    ) -> None:
-        super().__init__(dim, num_heads, dropout, dual_softmax)
-        self.attention_heads = num_heads
-        self.scale = check_head_dim(dim, num_heads) ** -0.5
-        self.to_out = nn.Linear(dim, dim)
+    def build(self) -> None:
+        super().build()
+        self.attention_heads = self.num_heads
+        self.scale = check_head_dim(self.dim, self.num_heads) ** -0.5
+        self.to_out = nn.Linear(self.dim, self.dim)
         if self.output_norm:
-            self.out_norm = nn.LayerNorm(dim)
+            self.out_norm = nn.LayerNorm(self.dim)
 
     def fuse(
         self, image: Tensor, text: Tensor, image_mask: Tensor | None, text_mask: Tensor | None

@@ -39,10 +39,14 @@ class CrossAttention(v8.CrossAttention):
     def __init__(
         self, dim: int = 256, num_heads: int = 8, dropout: float = 0.1, ff_dim: int | None = None
     ) -> None:
+        self.ff_dim = ff_dim or 4 * dim  # read by build(), which super().__init__ calls
         super().__init__(dim, num_heads, dropout)
-        self.dropout = nn.Dropout(dropout)
-        self.ff_norm = nn.LayerNorm(dim)
-        self.ffn = GatedFeedForward(dim, ff_dim or 4 * dim, dropout)
+
+    def build(self) -> None:
+        super().build()
+        self.dropout = nn.Dropout(self.dropout_rate)
+        self.ff_norm = nn.LayerNorm(self.dim)
+        self.ffn = GatedFeedForward(self.dim, self.ff_dim, self.dropout_rate)
 
     def _attend(self, queries: Tensor, keys: Tensor, key_mask: Tensor | None, query_modality: str) -> Tensor:
         q, k, v = self._project(queries, keys, query_modality)
