@@ -16,7 +16,6 @@ normalisation, done on the training device.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -27,7 +26,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .flickr8k import Flickr8kDataset
+from dldna.atomic import atomic_write, atomic_write_json
+
+from .flickr8k import Flickr8kDataset, derived_folders, save_derived
 
 logger = logging.getLogger(__name__)
 
@@ -107,28 +108,65 @@ def _fingerprint(image_dir: Path, names: Sequence[str], size: int) -> str:
     return digest.hexdigest()[:16]
 
 
+def _load_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The memory-mapped cache at ``path``; ``None`` when absent, or damaged and removed.
+
+    The cache is derived data: a file cut short by a full disk or a killed copy ("mmap
+    length is greater than file size", ``EOFError``), or one of the wrong shape, is
+    reported by name, deleted, and rebuilt by the caller.
+    """
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    else:
+        if array.shape == shape and array.dtype == np.uint8:
+            return array
+        problem = f"it holds {array.dtype} {array.shape}, expected uint8 {shape}"
+        del array
+    logger.warning("Image cache %s is damaged (%s); deleting and rebuilding it.", path, problem)
+    try:
+        path.unlink()
+    except OSError as exc:  # read-only data: the rebuilt cache goes to the fallback folder
+        logger.info("Cannot delete %s (%s).", path, exc)
+    return None
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a name
+        np.save(f, array)
+
+
 def cache_images(dataset: Flickr8kDataset, size: int, cache_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
     """Decode and resize ``dataset``'s images once into ``uint8 [N, size, size, 3]``.
 
-    The array is written to ``cache_dir`` (default: ``.cache`` beside the data) under a
-    name derived from the image set, the files' timestamps and the size, and memory-mapped
-    on later calls.
+    The array is written to ``cache_dir`` (default: ``.cache`` beside the data, or, when
+    the data folder cannot be written, a folder under ``$DLDNA_CACHE_DIR``: see
+    :func:`~dldna.data.flickr8k.derived_folders`) under a name derived from the image
+    set, the files' timestamps and the size, and memory-mapped on later calls. A damaged
+    cache file is named in a warning and rebuilt.
     """
-    folder = Path(cache_dir) if cache_dir is not None else dataset.caption_file.parent / ".cache"
+    data_root = dataset.caption_file.parent
+    if cache_dir is not None:
+        folders: tuple[Path, ...] = (Path(cache_dir),)
+    else:
+        folders = derived_folders(data_root, "image-cache", data_root / ".cache")
     key = _fingerprint(dataset.image_dir, dataset.image_names, size)
-    path = folder / f"images-{size}px-{key}.npy"
-    if path.exists():
-        return np.load(path, mmap_mode="r")
-    folder.mkdir(parents=True, exist_ok=True)
-    array = np.empty((len(dataset.image_names), size, size, 3), dtype=np.uint8)
+    file_name = f"images-{size}px-{key}.npy"
+    shape = (len(dataset.image_names), size, size, 3)
+    for folder in folders:
+        cached = _load_cached(folder / file_name, shape)
+        if cached is not None:
+            return cached
+    array = np.empty(shape, dtype=np.uint8)
     for row, name in enumerate(dataset.image_names):
         image = dataset.load_image(name).resize((size, size), Image.Resampling.BILINEAR)
         array[row] = np.asarray(image, dtype=np.uint8)
-    partial = path.with_suffix(".part.npy")
-    np.save(partial, array)
-    partial.replace(path)
-    (folder / f"images-{size}px-{key}.json").write_text(
-        json.dumps({"images": len(array), "size": size, "source": str(dataset.image_dir)})
+    path = save_derived(file_name, folders, lambda p: atomic_write(p, lambda tmp: _save_npy(tmp, array)))
+    atomic_write_json(
+        path.with_suffix(".json"), {"images": len(array), "size": size, "source": str(dataset.image_dir)}
     )
     logger.info("Cached %d images at %d px in %s", len(array), size, path)
     return np.load(path, mmap_mode="r")

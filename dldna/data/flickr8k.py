@@ -165,7 +165,8 @@ def image_level_split(
 
 
 def cache_dir() -> Path:
-    """``$DLDNA_CACHE_DIR`` or ``~/.cache/dldna``: downloads, and splits of read-only data."""
+    """``$DLDNA_CACHE_DIR`` or ``~/.cache/dldna``: downloads, and splits and image caches
+    of read-only data."""
     return Path(os.environ.get("DLDNA_CACHE_DIR") or Path.home() / ".cache" / "dldna")
 
 
@@ -176,10 +177,37 @@ def _write_json_atomic(path: Path, payload: Any) -> None:
     os.replace(tmp, path)
 
 
-def _split_candidates(data_root: Path, seed: int) -> tuple[Path, Path]:
-    file_name = f"splits-seed{seed}.json"
-    key = hashlib.sha1(str(data_root.resolve()).encode()).hexdigest()[:12]
-    return data_root / file_name, cache_dir() / "splits" / key / file_name
+def derived_folders(
+    data_root: str | os.PathLike[str], kind: str, preferred: str | os.PathLike[str] | None = None
+) -> tuple[Path, Path]:
+    """The two folders where files derived from ``data_root`` (splits, image caches) live.
+
+    First ``preferred`` (default: ``data_root`` itself), beside the data; second
+    ``cache_dir()/kind/<key>``, for data the user cannot write. The key is a hash of the
+    data folder's absolute path, so two data folders never share derived files.
+    """
+    root = Path(data_root)
+    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
+    return Path(preferred) if preferred is not None else root, cache_dir() / kind / key
+
+
+def save_derived(file_name: str, folders: Sequence[Path], write: Callable[[Path], None]) -> Path:
+    """Call ``write(path)`` for ``file_name`` in the first of ``folders`` that takes it.
+
+    A folder that refuses the file (read-only data, a full disk) is skipped with a note in
+    the log, and the next one is tried; only the last folder's error is raised. Returns
+    the path written.
+    """
+    for i, folder in enumerate(folders):
+        path = Path(folder) / file_name
+        try:
+            write(path)
+            return path
+        except OSError as exc:
+            if i == len(folders) - 1:
+                raise
+            logger.info("Cannot write %s (%s); saving it to %s instead.", path, exc, Path(folders[i + 1]) / file_name)
+    raise ValueError("save_derived needs at least one folder")
 
 
 def _read_split(path: Path, names: set[str], fractions: tuple[float, float, float]) -> dict[str, list[str]] | None:
@@ -206,15 +234,17 @@ def load_or_create_split(
 
     Every model of a comparison must see the same split, so it is computed once and then
     read back. A saved file is used only if it covers exactly these images with the same
-    fractions. When ``data_root`` is not writable, the file goes to :func:`cache_dir`.
+    fractions. When ``data_root`` is not writable, the file goes to :func:`cache_dir`
+    (see :func:`derived_folders`).
     """
     root = Path(data_root)
     if not root.is_dir():
         raise DatasetLayoutError(f"Data folder {root} does not exist.\n{layout_help(root)}")
     fractions = _check_fractions(fractions)
     names = set(image_names)
-    primary, fallback = _split_candidates(root, seed)
-    for candidate in (primary, fallback):
+    file_name = f"splits-seed{seed}.json"
+    folders = derived_folders(root, "splits")
+    for candidate in (folder / file_name for folder in folders):
         if candidate.is_file():
             splits = _read_split(candidate, names, fractions)
             if splits is not None:
@@ -227,11 +257,7 @@ def load_or_create_split(
         "counts": {k: len(v) for k, v in splits.items()},
         "splits": splits,
     }
-    try:
-        _write_json_atomic(primary, payload)
-    except OSError as exc:
-        logger.info("Cannot write %s (%s); saving the split to %s instead.", primary, exc, fallback)
-        _write_json_atomic(fallback, payload)
+    save_derived(file_name, folders, lambda path: _write_json_atomic(path, payload))
     return splits
 
 
