@@ -135,6 +135,73 @@ def test_install_cell_minimum_is_this_packages_version():
     assert (0, 1) < minimum <= here, f"MIN_VERSION {minimum} against pyproject's {version}"
 
 
+MARKDOWN_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
+
+
+def _headings(nb) -> list[tuple[int, str, int]]:
+    """``(level, text, cell index)`` of every markdown heading outside fenced code."""
+    found = []
+    for index, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        fenced = False
+        for line in _source(cell).splitlines():
+            if line.lstrip().startswith(("```", "~~~")):
+                fenced = not fenced
+            match = None if fenced else MARKDOWN_HEADING.match(line)
+            if match:
+                found.append((len(match.group(1)), match.group(2), index))
+    return found
+
+
+def _page(path: Path) -> int:
+    return int(path.name[3:5])  # 10_07_vit.ipynb is section 10.7 of the book
+
+
+@pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
+def test_headings_are_numbered_as_sections_of_their_page(path):
+    """Page 10.N: one title, then 10.N.1, 10.N.2, ... with 10.N.k.m below them, in order."""
+    headings = _headings(_load(path))
+    assert headings and headings[0][0] == 1, f"{path}: the first heading is the page title (#)"
+    assert [level for level, _, _ in headings].count(1) == 1, f"{path}: one # title only"
+    counters: list[int] = []
+    for level, text, _ in headings[1:]:
+        depth = level - 1
+        assert depth <= len(counters) + 1, f"{path}: {text!r} skips a heading level"
+        counters = counters[:depth]
+        counters += [0] * (depth - len(counters))
+        counters[-1] += 1
+        number = ".".join(map(str, (10, _page(path), *counters)))
+        assert text.startswith(number + " "), f"{path}: heading {text!r} should be numbered {number}"
+
+
+def _exercise_section(path: Path):
+    """The headings and cells of the page's last level-2 section (its exercises)."""
+    nb = _load(path)
+    headings = _headings(nb)
+    last = max(i for i, (level, _, _) in enumerate(headings) if level == 2)
+    return nb, headings[last], [h for h in headings[last + 1:] if h[0] == 3]
+
+
+@pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
+def test_every_page_ends_with_exercises_and_folded_solutions(path):
+    nb, (_, title, start), exercises = _exercise_section(path)
+    if path.parent.name == "en" and _page(path) != 10:
+        assert title.endswith(" Exercises"), f"{path}: the last section is {title!r}, not the exercises"
+    if _page(path) == 10:  # the exercise page: its questions sit in three level-2 sections
+        exercises = [h for h in _headings(nb) if h[0] == 3]
+        start = exercises[0][2]
+    assert 3 <= len(exercises) <= 5 or _page(path) == 10, (
+        f"{path}: {len(exercises)} exercises in {title!r}, expected 3 to 5")
+    cells = nb["cells"][start:]
+    text = "\n".join(_source(c) for c in cells if c["cell_type"] == "markdown")
+    assert text.count(":::{dropdown}") >= len(exercises), (
+        f"{path}: every exercise needs a folded solution (:::{{dropdown}} Solution ... :::)")
+    unfolded = [i for i, c in enumerate(cells) if c["cell_type"] == "code"
+                and "hide-input" not in c.get("metadata", {}).get("tags", [])]
+    assert not unfolded, f"{path}: code solutions must be tagged hide-input (folded on the site)"
+
+
 PAGE_WIDTH = 88  # characters a code box on the site shows without scrolling
 
 
