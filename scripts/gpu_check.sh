@@ -113,10 +113,14 @@ frame = run_training(
     progress=False, **sizes,
 )
 per_epoch = {row.version: round(float(row.sec_per_epoch), 2) for row in frame.itertuples()}
+# The settings fit trained with (CUDA: bf16 or fp16 autocast, channels-last, fused AdamW),
+# as each version's result file records them.
+run_dir = os.path.join(out_dir, "tokens", "seed0")
+speedups = {v: json.load(open(os.path.join(run_dir, f"result_{v}.json")))["speedups"] for v in per_epoch}
 eval_sec = float(frame["eval_sec"].mean())
 mean_epoch = sum(per_epoch.values()) / len(per_epoch)
 projected = len(VERSIONS) * (5 * mean_epoch + eval_sec)
-timing = dict(sizes=sizes, sec_per_epoch=per_epoch, eval_sec=round(eval_sec, 2),
+timing = dict(sizes=sizes, sec_per_epoch=per_epoch, speedups=speedups, eval_sec=round(eval_sec, 2),
               wall_sec=round(time.time() - start, 1), projected_17x5_sec=round(projected, 1))
 with open(json_path) as f:
     result = json.load(f)
@@ -124,7 +128,8 @@ result["ablation_tokens"] = timing
 with open(json_path + ".tmp", "w") as f:
     json.dump(result, f, indent=2)
 os.replace(json_path + ".tmp", json_path)
-print(f"== ablation: {per_epoch} s/epoch; projected 17 versions x 5 epochs: {projected / 60:.1f} min")
+print(f"== ablation: {per_epoch} s/epoch with {speedups['v0']}; "
+      f"projected 17 versions x 5 epochs: {projected / 60:.1f} min")
 EOF
 }
 

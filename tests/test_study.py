@@ -99,3 +99,34 @@ def test_bad_arguments_fail_early(tmp_path):
         study.main(["--modes", "pooled"])
     with pytest.raises(ValueError, match="Unknown profile"):
         study.main(["--profile", "huge", "--out", str(tmp_path)])
+
+
+def test_a_partial_study_does_not_replace_a_larger_one(tmp_path):
+    assert study.main(tiny_args(tmp_path)) == 0
+    summary = (tmp_path / "out" / "summary.csv").read_text()
+    partial = tiny_args(tmp_path)
+    partial[partial.index("--versions") + 1 : partial.index("--versions") + 3] = ["v0"]
+    with pytest.raises(FileExistsError, match="would drop 4 of them.*--overwrite"):
+        study.main(partial)
+    assert (tmp_path / "out" / "summary.csv").read_text() == summary
+    assert study.main([*partial, "--overwrite"]) == 0
+    assert len(pd.read_csv(tmp_path / "out" / "runs.csv")) == 4
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [("--versions", "v99", "v99"), ("--lr", "inf", "lr=inf"), ("--epochs", "0", "epochs=0")],
+)
+def test_bad_options_stop_before_any_data_is_made(tmp_path, capsys, option, value, named):
+    args = [*tiny_args(tmp_path), option, value]  # the last occurrence of an option wins
+    with pytest.raises(SystemExit):
+        study.main(args)
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+def test_the_committed_study_ships_with_the_package():
+    committed = study.load_study()
+    assert committed["path"] == study.committed_study()
+    assert len(committed["runs"]) == 17 * 2 * 3 and len(committed["summary"]) == 17 * 2
+    assert committed["results"]["metadata"]["command"].startswith("python -m dldna.chapter_10.mm.study")

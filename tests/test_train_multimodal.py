@@ -10,7 +10,9 @@ import pytest
 import torch
 import transformers
 
+from dldna import checkpoint
 from dldna.chapter_10 import training
+from dldna.chapter_10.mm.features import ENCODER_CACHE_FORMAT
 from dldna.chapter_10.mm import run as run_module
 from dldna.chapter_10.mm import train_multimodal as tm
 from dldna.chapter_10.mm.run import eval_subset
@@ -326,3 +328,91 @@ def test_smoke_run_of_all_versions_in_both_modes(dataset_dir, tmp_path):
     elapsed = time.perf_counter() - start
     print(f"smoke run of {len(VERSIONS)} versions x {len(MODES)} modes: {elapsed:.1f} s")
     assert elapsed < 180
+
+
+# ------------------------------------------------------------- one training stack
+
+
+def test_the_matching_model_is_a_retrieval_model_trained_by_fit(tokenizer):
+    """Both modes go through the chapter's loop: its optimizer groups leave the temperature
+    and every norm and bias undecayed (the old ablation loop decayed them)."""
+    for mode in MODES:
+        model = build_model(tiny_config("v9", mode, tokenizer))
+        assert isinstance(model, training.RetrievalModel)
+        optimizer = training.make_optimizer(model, lr=1e-3, weight_decay=0.01)
+        names = {id(p): n for n, p in model.named_parameters()}
+        undecayed = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+        assert "logit_scale_module.log_scale" in undecayed
+        norms = {n for n, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)}
+        assert norms and all(f"{n}.weight" in undecayed for n in norms)
+
+
+def test_fit_trains_the_matching_model_with_its_own_logits(dataset_dir, tokenizer):
+    """fit's history has the retrieval columns and the original's in-batch accuracy."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config("v9", "faithful", tokenizer))
+    dataset = Flickr8kDataset(**data_args(dataset_dir), tokenizer=tokenizer, max_length=16, images=None)
+    split = cached_split(dataset, 32)
+    config = training.TrainConfig(num_epochs=1, lr=1e-3, batch_size=8, progress=False, in_batch_metrics=True)
+    history = training.fit(model, split, eval_subset(split, 8, 1), config)
+    assert {"train_loss", "val_loss", "val_batch_acc", "i2t_R@1", "t2i_R@10"} <= set(history.columns)
+    assert 0 <= history["val_batch_acc"].iloc[0] <= 1
+
+
+# ------------------------------------------------------------------------ faults
+
+
+def test_resume_retrains_a_version_whose_checkpoint_is_damaged(dataset_dir, tmp_path, caplog):
+    run_training(["v0", "v2"], 1, 1e-3, **data_args(dataset_dir), output_dir=tmp_path, **TINY_RUN)
+    ckpt = tmp_path / "tokens" / "seed0" / "model_final_v0.pth"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # truncated
+    with caplog.at_level("WARNING"):
+        frame = run_training(["v0", "v2"], 1, 1e-3, **data_args(dataset_dir), output_dir=tmp_path, **TINY_RUN)
+    assert "model_final_v0.pth has 1000 bytes" in caplog.text and "training that version again" in caplog.text
+    assert set(frame["status"]) == {"ok"}
+    assert load_checkpoint(ckpt, expected_version="v0")[0].version == "v0"  # rewritten whole
+
+
+def test_a_result_file_that_is_not_an_object_is_retrained(dataset_dir, tmp_path, caplog):
+    run_training(["v0"], 1, 1e-3, **data_args(dataset_dir), output_dir=tmp_path, **TINY_RUN)
+    (tmp_path / "tokens" / "seed0" / "result_v0.json").write_text("[]")
+    with caplog.at_level("WARNING"):
+        frame = run_training(["v0"], 1, 1e-3, **data_args(dataset_dir), output_dir=tmp_path, **TINY_RUN)
+    assert "holds a JSON list" in caplog.text and frame["status"].tolist() == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        (dict(lr=float("inf")), "lr=inf"),
+        (dict(grad_clip=float("inf")), "grad_clip=inf"),
+        (dict(epochs=1.7), "epochs=1.7"),
+        (dict(lr=float("nan"), batch_size=1), "batch_size=1"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(dataset_dir, tmp_path, settings, named):
+    epochs, lr = settings.pop("epochs", 1), settings.pop("lr", 1e-3)
+    with pytest.raises(ValueError, match="Invalid ablation settings") as info:
+        run_training(["v0"], epochs, lr, **data_args(dataset_dir), output_dir=tmp_path, **{**TINY_RUN, **settings})
+    assert named in str(info.value)
+    assert not (tmp_path / "tokens").exists()
+
+
+def test_diverged_results_are_written_with_finite_numbers(dataset_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "contrastive_loss", lambda logits, *a, **k: logits.sum() * float("inf"))
+    frame = run_training(["v0"], 1, 1e-3, **data_args(dataset_dir), output_dir=tmp_path, **TINY_RUN)
+    assert frame["status"].tolist() == ["diverged"]
+    text = (tmp_path / "tokens" / "seed0" / "result_v0.json").read_text()
+    assert json.loads(text)["status"] == "diverged" and "Infinity" not in text and "NaN" not in text
+
+
+def test_a_damaged_encoder_cache_is_named_and_rebuilt(dataset_dir, tmp_path, caplog):
+    kwargs = dict(**data_args(dataset_dir), freeze_encoders=True, pretrain_epochs=1, output_dir=tmp_path, **TINY_RUN)
+    first = run_training(["v9"], 1, 1e-3, **kwargs)
+    (cache,) = (tmp_path / "encoders").glob("seed0-*.pth")
+    cache.write_bytes(cache.read_bytes()[:500])
+    with caplog.at_level("WARNING"):
+        again = run_training(["v9"], 1, 1e-3, resume=False, **kwargs)
+    assert f"The encoder cache {cache} is damaged" in caplog.text
+    assert again.loc[0, "train_loss"] == first.loc[0, "train_loss"]  # rebuilt to the same weights
+    assert checkpoint.read(cache, ENCODER_CACHE_FORMAT)["format"] == ENCODER_CACHE_FORMAT

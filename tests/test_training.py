@@ -117,9 +117,10 @@ def test_fit_returns_history_and_saves_best_checkpoint(model_and_splits, texts, 
     assert meta["epoch"] == best_epoch and meta["model_class"] == "MultimodalEmbedding"
     assert meta["model_config"]["init_temperature"] == pytest.approx(0.07)
     assert meta["train_config"]["monitor"] == "val_loss"
-    if best_epoch == 2:  # the model in memory is the last epoch's
-        for key, value in model.state_dict().items():
-            assert torch.equal(value.cpu(), fresh.state_dict()[key]), key
+    # the saved weights are the best epoch's: evaluated again, they give that epoch's numbers
+    again = training.evaluate(fresh, splits["val"], "cpu", batch_size=8, seed=config.seed)
+    assert again["loss"] == pytest.approx(history["val_loss"].iloc[best_epoch - 1], abs=1e-5)
+    assert again["mean_recall"] == pytest.approx(history["mean_recall"].iloc[best_epoch - 1], abs=1e-6)
 
 
 def test_checkpoint_of_another_architecture_is_refused(model_and_splits, texts, tmp_path):
@@ -219,5 +220,29 @@ def test_generate_example_tables_and_figure(model_and_splits):
     plt.close("all")
 
 
-def test_models_are_retrieval_models():
-    assert issubclass(MultimodalEmbedding, training.RetrievalModel)
+def test_fit_refuses_a_model_without_the_retrieval_interface(model_and_splits):
+    _, _, splits = model_and_splits
+    with pytest.raises(TypeError, match="RetrievalModel"):
+        training.fit(torch.nn.Linear(2, 2), splits["train"], splits["val"], training.TrainConfig(progress=False))
+
+
+def test_optimizer_decays_weight_matrices_only(model_and_splits):
+    """No weight decay on the temperature, biases and LayerNorm gains (a gain decayed to 0 erases its input)."""
+    model, _, _ = model_and_splits
+    optimizer = training.make_optimizer(model, lr=1e-3, weight_decay=0.1)
+    decay = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    undecayed = [names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]]
+    assert id(model.logit_scale) not in decay and "logit_scale_module.log_scale" in undecayed
+    assert any(n.endswith("norm.weight") for n in undecayed) and any(n.endswith(".bias") for n in undecayed)
+    assert all(p.ndim >= 2 for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [("num_epochs", 1.7, "whole number"), ("lr", float("inf"), "finite"), ("grad_clip", float("inf"), "finite"),
+     ("weight_decay", float("nan"), "finite"), ("batch_size", 0, ">= 1")],
+)  # fmt: skip
+def test_train_config_refuses_non_finite_and_fractional_settings(field, value, rule):
+    with pytest.raises(ValueError, match=rf"{field}=.*{rule}"):
+        training.TrainConfig(**{field: value})

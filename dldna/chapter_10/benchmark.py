@@ -40,11 +40,13 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
+from dldna.atomic import atomic_write_json
 from dldna.chapter_10.multimodal_embedding import MultimodalEmbedding, build_multimodal_embedding
 from dldna.chapter_10.training import Speedups, cached_splits, default_image_size, make_optimizer, train_step
 from dldna.data.cache import IMAGENET_MEAN, IMAGENET_STD, loader_settings
 from dldna.data.flickr8k import read_captions
 from dldna.data.prepare import CaptionData, prepare_caption_data
+from dldna.loaders import model_source
 from dldna.runtime import Runtime, setup
 
 logger = logging.getLogger(__name__)
@@ -212,7 +214,7 @@ def run_benchmark(
     generator = torch.Generator().manual_seed(runtime.seed)
     settings = ", ".join(
         ["cached uint8 images"]
-        + (["bf16 autocast"] if speed.autocast_dtype is not None else [])
+        + ([f"{str(speed.autocast_dtype).removeprefix('torch.')} autocast"] if speed.autocast_dtype else [])
         + (["channels-last"] if speed.channels_last else [])
         + (["fused AdamW"] if speed.fused_optimizer else [])
     )
@@ -224,8 +226,7 @@ def run_benchmark(
     return {
         "device": str(device),
         "device_name": device_name(device),
-        "profile": runtime.profile,
-        "offline": runtime.offline,
+        "models": model_source("bert", runtime),
         "synthetic": data.synthetic,
         "batch_size": batch_size,
         "steps": steps,
@@ -246,8 +247,8 @@ def run_benchmark(
 def summary(result: dict[str, Any]) -> str:
     """A few human-readable lines for the result of :func:`run_benchmark`."""
     lines = [
-        f"device: {result['device_name']} ({result['device']}), profile {result['profile']}"
-        f"{' offline' if result['offline'] else ''}, {result['parameters'] / 1e6:.1f} M parameters, "
+        f"device: {result['device_name']} ({result['device']}), text tower: {result['models']}, "
+        f"{result['parameters'] / 1e6:.1f} M parameters, "
         f"batch {result['batch_size']}, {result['steps']} timed steps at {result['image_size']} px",
     ]
     for key in ("naive", "fast"):
@@ -287,11 +288,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )  # fmt: skip
     logger.info(summary(result))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, path)
+        path = atomic_write_json(args.json, result, indent=2)
         logger.info("wrote %s", path)
     return result
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import re
 import shutil
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from dldna import runtime
+from dldna.atomic import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -87,43 +89,113 @@ def _parse_caption(rest: str) -> str:
     return rest.strip()
 
 
+#: A row of Flickr8k's original ``Flickr8k.token.txt``: ``<image>.jpg#<k><TAB><caption>``.
+_TOKEN_ROW = re.compile(r"^(?P<name>[^\t#,]+)#\d+\t(?P<caption>.*)$")
+
+
+def _read_text(path: Path) -> str:
+    """The caption file as text: UTF-8 (a byte-order mark is tolerated), else an error
+    that names the file, the line and the first byte that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line_no = data.count(b"\n", 0, exc.start) + 1
+        raise CaptionFileError(
+            f"{path}, line {line_no}: not UTF-8 text (byte {data[exc.start:exc.start + 1]!r} at "
+            f"offset {exc.start}: {exc.reason}). Caption files are read as UTF-8; convert this one "
+            f"first, e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
+        ) from None
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """``(line number, stripped line)`` of every non-blank line (\\n, \\r\\n or \\r ends)."""
+    for line_no, raw in enumerate(io.StringIO(text, newline=None), start=1):
+        if line := raw.strip():
+            yield line_no, line
+
+
+def _token_format_help(path: Path) -> str:
+    target = path.with_name("captions.txt" if path.name != "captions.txt" else "captions_converted.txt")
+    return (
+        "this is the format of Flickr8k's original Flickr8k.token.txt ('<image>.jpg#<n><TAB><caption>'), "
+        "not captions.txt's ('image,caption' header, then '<image>.jpg,<caption>'). Use the captions.txt "
+        "that comes with the Flickr8k download (download_flickr8k), or convert this file once: "
+        f"from dldna.data.flickr8k import convert_token_file; convert_token_file({str(path)!r}, {str(target)!r})"
+    )
+
+
 def read_captions(caption_file: str | os.PathLike[str]) -> list[tuple[str, str]]:
     """Read ``(image name, caption)`` rows; the ``image,caption`` header is skipped.
 
     Commas inside a caption are kept: a row is split at its first comma only, and a
     CSV-quoted caption (``name.jpg,"a dog, running"``) is unquoted. Blank lines are
-    skipped. A malformed row raises :class:`CaptionFileError` with its line number.
+    skipped. A malformed row raises :class:`CaptionFileError` with its line number; a file
+    that is not UTF-8, or one in the original ``Flickr8k.token.txt`` format, says so.
     """
     path = Path(caption_file)
     if not path.is_file():
         raise DatasetLayoutError(f"Caption file {path} not found.\n{layout_help(path.parent)}")
     pairs: list[tuple[str, str]] = []
-    seen_content = False
-    with open(path, encoding="utf-8-sig") as f:  # -sig: tolerate a byte-order mark
-        for line_no, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            first_content, seen_content = not seen_content, True
-            if first_content and tuple(p.strip().lower() for p in line.split(",")) == CAPTION_HEADER:
-                continue
-            name, comma, rest = line.partition(",")
-            name = name.strip()
-            caption = _parse_caption(rest.strip()) if comma else ""
-            problem = None
-            if not comma:
-                problem = "no comma between image name and caption"
-            elif not _IMAGE_NAME.match(name):
-                problem = f"first field {name!r} is not an image file name (.jpg, .jpeg or .png)"
-            elif not caption:
-                problem = "empty caption"
-            if problem:
-                raise CaptionFileError(
-                    f"{path}, line {line_no}: {problem}. Expected '<image>.jpg,<caption>' "
-                    f"(got {line[:80]!r})."
-                )
-            pairs.append((name, caption))
+    for index, (line_no, line) in enumerate(_lines(_read_text(path))):
+        if index == 0 and tuple(p.strip().lower() for p in line.split(",")) == CAPTION_HEADER:
+            continue
+        name, comma, rest = line.partition(",")
+        name = name.strip()
+        caption = _parse_caption(rest.strip()) if comma else ""
+        problem = None
+        if _TOKEN_ROW.match(line):
+            raise CaptionFileError(f"{path}, line {line_no}: {_token_format_help(path)}")
+        if not comma:
+            problem = "no comma between image name and caption"
+        elif not _IMAGE_NAME.match(name):
+            problem = f"first field {name!r} is not an image file name (.jpg, .jpeg or .png)"
+        elif not caption:
+            problem = "empty caption"
+        if problem:
+            raise CaptionFileError(
+                f"{path}, line {line_no}: {problem}. Expected '<image>.jpg,<caption>' "
+                f"(got {line[:80]!r})."
+            )
+        pairs.append((name, caption))
     return pairs
+
+
+def convert_token_file(
+    token_file: str | os.PathLike[str], captions_file: str | os.PathLike[str], overwrite: bool = False
+) -> Path:
+    """Write Flickr8k's original ``Flickr8k.token.txt`` as a ``captions.txt`` this reader reads.
+
+    ``<image>.jpg#<n><TAB><caption>`` rows become ``<image>.jpg,<caption>`` CSV rows under an
+    ``image,caption`` header. Rows whose name is not an image file (the original file lists
+    a few as ``<name>.jpg.1``, which exist in no download) are skipped with a warning. An
+    existing ``captions_file`` is replaced only with ``overwrite=True``.
+    """
+    source, target = Path(token_file), Path(captions_file)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it.")
+    rows, skipped = [], []
+    for line_no, line in _lines(_read_text(source)):
+        match = _TOKEN_ROW.match(line)
+        if match is None:
+            raise CaptionFileError(
+                f"{source}, line {line_no}: not a Flickr8k.token.txt row '<image>.jpg#<n><TAB><caption>' "
+                f"(got {line[:80]!r})."
+            )
+        name, caption = match["name"].strip(), match["caption"].strip()
+        if _IMAGE_NAME.match(name) and caption:
+            rows.append((name, caption))
+        else:
+            skipped.append(line_no)
+    if skipped:
+        logger.warning("%s: skipped %d rows without an image file name or caption (lines %s).",
+                       source, len(skipped), ", ".join(map(str, skipped[:_MISSING_SHOWN])))  # fmt: skip
+    out = io.StringIO()
+    out.write(",".join(CAPTION_HEADER) + "\n")
+    csv.writer(out, lineterminator="\n").writerows(rows)  # quotes captions with commas
+    atomic_write_text(target, out.getvalue())
+    logger.info("Wrote %d captions from %s to %s.", len(rows), source, target)
+    return target
 
 
 # --------------------------------------------------------------------------- splits
@@ -171,10 +243,7 @@ def cache_dir() -> Path:
 
 
 def _write_json_atomic(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, payload)
 
 
 def derived_folders(

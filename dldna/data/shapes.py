@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import logging
 import math
@@ -40,6 +41,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from dldna.atomic import atomic_write_text
+from dldna.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -356,8 +360,8 @@ def _count(objects: Sequence[SceneObject], rng: np.random.Generator) -> str:
 
 
 CaptionTemplate = Callable[[Scene, np.random.Generator], str]
-#: name -> (template, smallest object count, largest object count)
-TEMPLATES: dict[str, tuple[CaptionTemplate, int, int]] = {}
+#: name -> (template, smallest object count, largest object count), in registration order
+TEMPLATES: Registry[tuple[CaptionTemplate, int, int]] = Registry("caption template")
 
 
 def caption_template(
@@ -366,7 +370,7 @@ def caption_template(
     """Register a caption template that applies to scenes with this many objects."""
 
     def register(fn: CaptionTemplate) -> CaptionTemplate:
-        TEMPLATES[name] = (fn, min_objects, max_objects)
+        TEMPLATES.add(name, (fn, min_objects, max_objects))
         return fn
 
     return register
@@ -508,9 +512,7 @@ class _Params:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _read_manifest(out: Path) -> dict | None:
@@ -549,8 +551,9 @@ def _clear_previous(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _scene_record(name: str, scene: Scene) -> str:
-    record = {
+def scene_record(name: str, scene: Scene) -> dict:
+    """What ``scenes.jsonl`` says about one image: background, texture and every object."""
+    return {
         "image": name,
         "background": scene.background,
         "texture": scene.texture,
@@ -566,7 +569,10 @@ def _scene_record(name: str, scene: Scene) -> str:
             for o in scene.objects
         ],
     }
-    return json.dumps(record, sort_keys=True)
+
+
+def _scene_record(name: str, scene: Scene) -> str:
+    return json.dumps(scene_record(name, scene), sort_keys=True)
 
 
 def generate_dataset(
@@ -612,10 +618,10 @@ def generate_dataset(
         rows.extend((name, c) for c in captions)
         scene_lines.append(_scene_record(name, scene))
 
-    with open(out / "captions.txt.tmp", "w", encoding="utf-8", newline="") as f:
-        f.write(CAPTION_HEADER + "\n")
-        csv.writer(f, lineterminator="\n").writerows(rows)  # quotes captions with commas
-    os.replace(out / "captions.txt.tmp", out / "captions.txt")
+    table = io.StringIO(newline="")
+    table.write(CAPTION_HEADER + "\n")
+    csv.writer(table, lineterminator="\n").writerows(rows)  # quotes captions with commas
+    atomic_write_text(out / "captions.txt", table.getvalue())
     _write_atomic(out / "scenes.jsonl", "\n".join(scene_lines) + "\n")
     _write_atomic(out / "dataset.json", json.dumps({**asdict(params), "complete": True}, indent=2))
     logger.info("Wrote %d images and %d captions to %s.", n_images, len(rows), out)
