@@ -362,3 +362,40 @@ def test_prepare_default_folders_and_online(tmp_path, monkeypatch):
     real = prepare.prepare_caption_data(Runtime(profile="full", offline=False))
     assert calls == [tmp_path / "flickr8k"] and not real.synthetic
     assert real.caption_file == tmp_path / "flickr8k" / "captions.txt"
+
+
+# ------------------------------------------------------- encodings and the token format
+
+
+def test_a_caption_file_that_is_not_utf8_names_the_file_line_and_encoding(tmp_path):
+    path = tmp_path / "captions.txt"
+    path.write_bytes(f"image,caption\n{A},A dog .\n{B},A caf\u00e9 .\n".encode("latin-1"))
+    with pytest.raises(CaptionFileError) as info:
+        read_captions(path)
+    message = str(info.value)
+    assert str(path) in message and "line 3" in message and "UTF-8" in message
+    assert "b'\\xe9'" in message and "iconv" in message
+
+
+TOKEN_LINES = [
+    f"{A}#0\tA child in a pink dress is climbing up a set of stairs in an entry way .",
+    f"{A}#1\tA girl, smiling, goes into a wooden building .",
+    f"{B}#0\tA black dog and a spotted dog are fighting",
+    "2258277193_586949ec62.jpg.1#0\tA man on a bicycle .",
+]
+
+
+def test_the_original_token_format_is_recognised_and_converted(tmp_path):
+    token = tmp_path / "Flickr8k.token.txt"
+    token.write_text("\n".join(TOKEN_LINES) + "\n", encoding="utf-8")
+    with pytest.raises(CaptionFileError, match=r"line 1: this is the format of Flickr8k's original") as info:
+        read_captions(token)
+    assert "convert_token_file" in str(info.value) and "captions.txt" in str(info.value)
+    converted = flickr8k.convert_token_file(token, tmp_path / "captions.txt")
+    assert read_captions(converted) == [
+        (A, "A child in a pink dress is climbing up a set of stairs in an entry way ."),
+        (A, "A girl, smiling, goes into a wooden building ."),
+        (B, "A black dog and a spotted dog are fighting"),
+    ]
+    with pytest.raises(FileExistsError):
+        flickr8k.convert_token_file(token, converted)
