@@ -28,7 +28,9 @@ __all__ = [
     "LogitScale",
     "attention",
     "check_head_dim",
+    "check_mask",
     "check_temperature",
+    "check_tokens",
     "masked_mean",
     "masked_mean_weights",
     "masked_softmax",
@@ -46,6 +48,35 @@ def check_head_dim(dim: int, num_heads: int) -> int:
             f"choose num_heads from {divisors} (or change dim)."
         )
     return dim // num_heads
+
+
+def check_tokens(name: str, x: Tensor, dim: int) -> None:
+    """``x`` must be floating-point token features ``[B, N, dim]`` with ``N >= 1``."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [B, N, {dim}], got {type(x).__name__}.")
+    if x.ndim != 3 or x.shape[-1] != dim or x.shape[1] < 1:
+        hint = (
+            " (a pooled [B, D] vector is not a token sequence: use a tower's .tokens or .unsqueeze(1))"
+            if x.ndim == 2 else ""
+        )  # fmt: skip
+        raise ValueError(f"{name} must have shape [B, N, {dim}] with N >= 1, got {list(x.shape)}{hint}.")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}.")
+
+
+def check_mask(name: str, mask: Tensor | None, tokens: Tensor) -> None:
+    """``mask`` must be ``None`` or a ``torch.bool`` ``[B, N]`` matching ``tokens [B, N, D]``."""
+    if mask is None:
+        return
+    expected = list(tokens.shape[:2])
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise TypeError(
+            f"{name} must be a torch.bool tensor of shape {expected} (True = real token, "
+            f"False = padding), got {got}; convert e.g. an attention_mask with `.bool()`."
+        )
+    if list(mask.shape) != expected:
+        raise ValueError(f"{name} must have shape {expected} (batch, tokens), got {list(mask.shape)}.")
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:

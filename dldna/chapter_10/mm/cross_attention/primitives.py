@@ -21,11 +21,18 @@ attention weight, so the values stored at padded positions can never leak into a
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 from torch import Tensor
 
-from dldna.chapter_10.layers import attention, check_head_dim, masked_softmax, merge_heads, split_heads
+from dldna.chapter_10.layers import (
+    attention,
+    check_head_dim,
+    check_mask,
+    check_tokens,
+    masked_softmax,
+    merge_heads,
+    split_heads,
+)
 
 __all__ = [
     "CrossAttentionBase",
@@ -107,30 +114,6 @@ class GatedFeedForward(nn.Module):
         return self.dropout(self.out(self.gate(x) * self.value(x)))
 
 
-def _check_features(name: str, x: Tensor, dim: int) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [B, N, {dim}], got {type(x).__name__}.")
-    if x.dim() != 3 or x.shape[-1] != dim or x.shape[1] < 1:
-        hint = " (a pooled [B, D] vector needs .unsqueeze(1))" if x.dim() == 2 else ""
-        raise ValueError(f"{name} must have shape [B, N, {dim}] with N >= 1, got {list(x.shape)}{hint}.")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}.")
-
-
-def _check_mask(name: str, mask: Tensor | None, features: Tensor) -> None:
-    if mask is None:
-        return
-    expected = list(features.shape[:2])
-    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
-        raise TypeError(
-            f"{name} must be a torch.bool tensor of shape {expected} (True = real token, "
-            f"False = padding), got {got}; convert e.g. an attention_mask with `.bool()`."
-        )
-    if list(mask.shape) != expected:
-        raise ValueError(f"{name} must have shape {expected} (batch, tokens), got {list(mask.shape)}.")
-
-
 class CrossAttentionBase(nn.Module):
     """Common interface of every version: bidirectional image <-> text attention.
 
@@ -171,15 +154,15 @@ class CrossAttentionBase(nn.Module):
         image_mask: Tensor | None = None,
         text_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        _check_features("image_features", image_features, self.dim)
-        _check_features("text_features", text_features, self.dim)
+        check_tokens("image_features", image_features, self.dim)
+        check_tokens("text_features", text_features, self.dim)
         if image_features.shape[0] != text_features.shape[0]:
             raise ValueError(
                 f"image_features and text_features need the same batch size, got "
                 f"{image_features.shape[0]} and {text_features.shape[0]}."
             )
-        _check_mask("image_mask", image_mask, image_features)
-        _check_mask("text_mask", text_mask, text_features)
+        check_mask("image_mask", image_mask, image_features)
+        check_mask("text_mask", text_mask, text_features)
         return self.fuse(image_features, text_features, image_mask, text_mask)
 
     def fuse(
