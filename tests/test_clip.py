@@ -48,13 +48,14 @@ def test_forward_shapes_temperature_and_gradients():
     images, ids, mask = _batch()
     logits = model(images, ids, mask)
     assert logits.shape == (4, 4) and torch.isfinite(logits).all()
-    assert model.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
+    assert model.logit_scale.log_scale.item() == pytest.approx(math.log(1 / 0.07))
+    assert model.logit_scale.temperature == pytest.approx(0.07, rel=1e-6)
     assert model.encode_image(images).norm(dim=-1).tolist() == pytest.approx([1.0] * 4, abs=1e-5)
     contrastive_loss(logits).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     with torch.no_grad():
-        model.logit_scale.fill_(10.0)
+        model.logit_scale.log_scale.fill_(10.0)
     assert model.scale.item() == pytest.approx(100.0)  # capped at max_logit_scale
 
 

@@ -14,7 +14,6 @@ Training: ``loss = contrastive_loss(model(images, input_ids, attention_mask))``.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dldna.chapter_10.layers import LogitScale, check_temperature, masked_mean
 from dldna.chapter_10.vit import LN_EPS, Block, VisionTransformer, ViTConfig, init_linear
+from dldna.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class CLIPConfig:
     """Sizes of a CLIP model; the defaults are tiny, trainable on a CPU in seconds.
 
     The temperature starts at 0.07 (stored as ``log(1 / 0.07)``, CLIP's choice) and the
-    scale ``1 / temperature`` is capped at 100 so the softmax cannot become a hard max.
+    scale ``1 / temperature`` is capped at 100 so the softmax cannot become a hard max
+    (see :class:`~dldna.chapter_10.layers.LogitScale`).
     """
 
     embed_dim: int = 64
@@ -67,23 +69,14 @@ class CLIPConfig:
     max_logit_scale: float = 100.0
 
     def __post_init__(self) -> None:
-        if self.pooling not in _POOLERS:
-            raise ValueError(f"Unknown pooling {self.pooling!r}; choose one of {sorted(_POOLERS)}.")
-        if not (0 < self.init_temperature and 1 / self.init_temperature <= self.max_logit_scale):
-            raise ValueError("Need 0 < init_temperature and 1 / init_temperature <= max_logit_scale.")
+        POOLERS.get(self.pooling)  # an unknown name lists the known ones
+        check_temperature(self.init_temperature, self.max_logit_scale)
 
 
-_POOLERS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {}
-
-
-def register_pooling(name: str) -> Callable:
-    """Decorator: a pooling ``(hidden [B, L, D], mask [B, L]) -> [B, D]`` usable by name."""
-
-    def wrap(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable:
-        _POOLERS[name] = fn
-        return fn
-
-    return wrap
+#: Pooling name -> ``(hidden [B, L, D], mask [B, L]) -> [B, D]``; add one with
+#: ``@register_pooling("name")``.
+POOLERS: Registry[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Registry("pooling")
+register_pooling = POOLERS.register
 
 
 @register_pooling("last")
@@ -98,8 +91,7 @@ def pool_last(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 @register_pooling("mean")
 def pool_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Average over real tokens (padding excluded)."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)  # [B, L, 1]
-    return (hidden * m).sum(dim=1) / m.sum(dim=1)
+    return masked_mean(hidden, mask.bool())  # [B, D]
 
 
 class TextTransformer(nn.Module):
@@ -122,8 +114,7 @@ class TextTransformer(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if pooling not in _POOLERS:
-            raise ValueError(f"Unknown pooling {pooling!r}; choose one of {sorted(_POOLERS)}.")
+        self.pool = POOLERS.get(pooling)  # an unknown name lists the known ones
         self.vocab_size = vocab_size
         self.context_length = context_length
         self.causal = causal
@@ -138,11 +129,11 @@ class TextTransformer(nn.Module):
 
     def _attn_mask(self, mask: torch.Tensor) -> torch.Tensor:
         length = mask.shape[1]
-        allowed = mask.bool()[:, None, None, :]  # [B, 1, 1, L] keys that are real tokens
+        allowed = mask.bool()[:, None, :]  # [B, 1, L] keys that are real tokens
         if self.causal:
             allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
         eye = torch.eye(length, dtype=torch.bool, device=mask.device)
-        return allowed | eye  # [B, 1, L, L]
+        return allowed | eye  # [B, L, L]: query i may read key j
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if input_ids.ndim != 2:
@@ -170,7 +161,7 @@ class TextTransformer(nn.Module):
         for block in self.blocks:
             x = block(x, attn_mask=attn_mask)
         x = self.norm(x)
-        return _POOLERS[self.pooling](x, attention_mask)  # [B, W]
+        return self.pool(x, attention_mask)  # [B, W]
 
 
 def _feature_dim(encoder: nn.Module, given: int | None, which: str) -> int:
@@ -235,7 +226,7 @@ class CLIP(nn.Module):
         self.text_projection = nn.Linear(
             _feature_dim(text_encoder, text_feature_dim, "text"), c.embed_dim, bias=False
         )
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / c.init_temperature)))
+        self.logit_scale = LogitScale(c.init_temperature, c.max_logit_scale)
         for proj in (self.image_projection, self.text_projection):
             nn.init.normal_(proj.weight, std=proj.in_features**-0.5)
 
@@ -246,7 +237,7 @@ class CLIP(nn.Module):
         The cap is applied in the forward pass; above it the gradient is zero, so the
         effective scale stays at the cap (open_clip clamps the parameter in place instead).
         """
-        return self.logit_scale.clamp(max=math.log(self.config.max_logit_scale)).exp()
+        return self.logit_scale()
 
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         features = self.image_encoder(images)  # [B, F_img]
@@ -307,7 +298,7 @@ def zero_shot_classifier(
     bad = [t for t in templates if "{}" not in t]
     if not templates or bad:
         raise ValueError(f"Every template needs a '{{}}' placeholder for the class name; bad: {bad}.")
-    device = model.logit_scale.device
+    device = model.logit_scale.log_scale.device
     weights = []
     for name in class_names:
         input_ids, mask = _unpack_tokens(tokenize_fn([t.format(name) for t in templates]))
@@ -319,7 +310,7 @@ def zero_shot_classifier(
 @torch.no_grad()
 def zero_shot_predict(model: CLIP, images: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
     """Class probabilities ``[B, C]``: softmax of scaled cosine similarity to each class."""
-    image_emb = model.encode_image(images.to(model.logit_scale.device))  # [B, E]
+    image_emb = model.encode_image(images.to(model.logit_scale.log_scale.device))  # [B, E]
     if classifier.ndim != 2 or classifier.shape[1] != image_emb.shape[1]:
         raise ValueError(
             f"classifier must be [C, {image_emb.shape[1]}] from zero_shot_classifier; "

@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dldna.registry import Registry
+
 logger = logging.getLogger(__name__)
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -134,17 +136,10 @@ def nt_xent(
     return _reduce(F.cross_entropy(sim, targets, reduction="none"), reduction)
 
 
-_DISTANCES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {}
-
-
-def register_distance(name: str) -> Callable:
-    """Decorator: make a row-wise distance ``d(a [N, D], b [N, D]) -> [N]`` usable by name."""
-
-    def wrap(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable:
-        _DISTANCES[name] = fn
-        return fn
-
-    return wrap
+#: Distance name -> row-wise ``d(a [N, D], b [N, D]) -> [N]``; add one with
+#: ``@register_distance("name")``.
+DISTANCES: Registry[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Registry("distance")
+register_distance = DISTANCES.register
 
 
 @register_distance("euclidean")
@@ -175,8 +170,6 @@ def triplet_loss(
     """
     _check_pair(anchor, positive, ("anchor", "positive"))
     _check_pair(anchor, negative, ("anchor", "negative"))
-    if distance not in _DISTANCES:
-        raise ValueError(f"Unknown distance {distance!r}; choose one of {sorted(_DISTANCES)}.")
-    d = _DISTANCES[distance]
+    d = DISTANCES.get(distance)  # an unknown name lists the known ones
     losses = F.relu(d(anchor, positive) - d(anchor, negative) + margin)  # [N]
     return _reduce(losses, reduction)

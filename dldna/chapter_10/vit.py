@@ -1,8 +1,9 @@
 """Vision Transformer (section 10.5) written from scratch, plus MAE's patch masking.
 
 The building blocks here (:class:`Attention`, :class:`MLP`, :class:`Block`) are the
-standard pre-norm Transformer pieces; CLIP's text tower and the Perceiver reuse them, so
-the chapter has one attention implementation to read.
+standard pre-norm Transformer pieces; CLIP's text tower and the Perceiver reuse them.
+The attention itself is :func:`dldna.chapter_10.layers.attention`, the one the whole
+chapter uses.
 
 At the ViT-B/16 configuration, :class:`VisionTransformer` has exactly as many parameters
 as torchvision's ``vit_b_16`` (86,567,656) and :func:`load_torchvision_weights` copies a
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from dldna.chapter_10.layers import attention
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +65,8 @@ class ViTConfig:
 def padding_mask_to_attn_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     """Turn a ``[B, L]`` padding mask (1 = real token, 0 = padding) into a boolean key mask.
 
-    The result, ``[B, 1, 1, L]``, broadcasts over heads and queries; ``True`` means
-    "may be attended to" (the convention of ``scaled_dot_product_attention``).
+    The result is ``[B, L]`` with ``True`` = "may be attended to", the chapter's one mask
+    convention (see :mod:`dldna.chapter_10.layers`).
     """
     if attention_mask is None:
         return None
@@ -78,16 +81,17 @@ def padding_mask_to_attn_mask(attention_mask: torch.Tensor | None) -> torch.Tens
             "Every sequence needs at least one real token (attention_mask row of all zeros): "
             "attention over nothing is undefined. Drop empty sequences from the batch."
         )
-    return keep[:, None, None, :]  # [B, 1, 1, L]
+    return keep  # [B, L]
 
 
 class Attention(nn.Module):
     """Multi-head attention: queries from ``x``, keys and values from ``context``.
 
-    With ``context=None`` it is self-attention. ``attn_mask`` is boolean and broadcasts
-    to ``[B, heads, L_q, L_k]`` (``True`` = may attend). The fast path is PyTorch's fused
-    ``scaled_dot_product_attention``; ``return_weights=True`` takes the explicit path
-    (scores, softmax, weighted sum) so the attention map can be inspected.
+    With ``context=None`` it is self-attention. ``attn_mask`` is boolean, ``True`` = may
+    be attended to: ``[B, L_k]`` for padding, ``[B, L_q, L_k]`` when it differs per query
+    (causal). The computation is :func:`~dldna.chapter_10.layers.attention`: PyTorch's
+    fused ``scaled_dot_product_attention``, or with ``return_weights=True`` the explicit
+    scores-softmax-sum, so the attention map can be inspected.
     """
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0, context_dim: int | None = None) -> None:
@@ -101,10 +105,6 @@ class Attention(nn.Module):
         self.kv = nn.Linear(context_dim or dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
-        b, n, _ = t.shape
-        return t.view(b, n, self.heads, self.head_dim).transpose(1, 2)  # [B, H, N, hd]
-
     def forward(
         self,
         x: torch.Tensor,
@@ -113,21 +113,15 @@ class Attention(nn.Module):
         return_weights: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         context = x if context is None else context
-        b, n, d = x.shape
-        q = self._split_heads(self.q(x))  # [B, H, Lq, hd]
-        k, v = self.kv(context).chunk(2, dim=-1)
-        k, v = self._split_heads(k), self._split_heads(v)  # [B, H, Lk, hd]
-        p = self.dropout if self.training else 0.0
+        k, v = self.kv(context).chunk(2, dim=-1)  # [B, Lk, D] each
+        out = attention(
+            self.q(x), k, v, num_heads=self.heads, mask=attn_mask,
+            dropout=self.dropout if self.training else 0.0, return_weights=return_weights,
+        )  # fmt: skip
         if return_weights:
-            scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # [B, H, Lq, Lk]
-            if attn_mask is not None:
-                scores = scores.masked_fill(~attn_mask, float("-inf"))
-            weights = scores.softmax(dim=-1)
-            out = F.dropout(weights, p=p, training=self.training) @ v  # [B, H, Lq, hd]
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
-        out = self.proj(out.transpose(1, 2).reshape(b, n, d))  # [B, Lq, D]
-        return (out, weights) if return_weights else out
+            out, weights = out  # [B, Lq, D], [B, H, Lq, Lk]
+            return self.proj(out), weights
+        return self.proj(out)  # [B, Lq, D]
 
 
 class MLP(nn.Module):

@@ -529,11 +529,25 @@ def _is_complete(out: Path, params: _Params) -> bool:
     images = out / "Images"
     if not (out / "captions.txt").is_file() or not images.is_dir():
         return False
-    return sum(1 for n in os.listdir(images) if n.endswith(".jpg")) == params.n_images
+    return _own_images(manifest) <= set(os.listdir(images))
+
+
+def _own_images(manifest: dict) -> set[str]:
+    """The image files a generator run wrote, from its manifest's parameters (names are a
+    function of seed, index and zero_shot); empty for a manifest without them."""
+    try:
+        n_images, seed, zero_shot = int(manifest["n_images"]), int(manifest["seed"]), bool(manifest["zero_shot"])
+    except (KeyError, TypeError, ValueError):
+        return set()
+    return {image_name(seed, index, zero_shot) for index in range(n_images)}
 
 
 def _clear_previous(out: Path) -> None:
-    """Remove files of an earlier generator run; refuse to touch anything else."""
+    """Remove the files of an earlier generator run, as its manifest lists them.
+
+    Images/ may hold files the generator did not write (a user's own pictures): they are
+    kept. A folder with data but no manifest of this generator is refused outright.
+    """
     images, captions = out / "Images", out / "captions.txt"
     has_data = captions.exists() or (images.is_dir() and any(images.iterdir()))
     manifest = _read_manifest(out)
@@ -543,10 +557,16 @@ def _clear_previous(out: Path) -> None:
             "(no dataset.json from dldna.data.shapes). Choose an empty or new folder with --out, "
             "so real data such as Flickr8k is never overwritten."
         )
-    if images.is_dir():
-        for name in os.listdir(images):
-            if name.endswith(".jpg"):
-                (images / name).unlink()
+    if images.is_dir() and manifest is not None:
+        own = _own_images(manifest)
+        others = sorted(set(os.listdir(images)) - own)
+        if others:
+            logger.warning(
+                "%s holds %d files this generator did not write (e.g. %s); they are kept.",
+                images, len(others), ", ".join(others[:3]),
+            )  # fmt: skip
+        for name in own:
+            (images / name).unlink(missing_ok=True)
     for name in ("captions.txt", "scenes.jsonl", "dataset.json"):
         (out / name).unlink(missing_ok=True)
 
