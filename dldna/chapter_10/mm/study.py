@@ -15,11 +15,15 @@ command skips finished runs), runs the original zero-shot check on the cat photo
   git revision, seeds, sizes, timings, library versions, date);
 * ``recall.png``: Recall@1 and Recall@10 per version, mean ± std, both modes, chance marked.
 
-Profiles set the defaults (:data:`PRESETS`); every option can override them. The smoke
-preset was sized to run all 17 versions x 2 modes x 3 seeds in about half an hour on
-two CPU cores. To fit, it pre-trains the two encoders once per seed as a dual encoder
-and then freezes them (their outputs are computed once); each version trains the
-projections into the shared space, its cross-attention and the temperature.
+Profiles set the defaults (:data:`PRESETS`); every option (one per field of
+:class:`~dldna.chapter_10.mm.run.RunConfig`) can override them. The smoke preset
+pre-trains the two encoders once per seed as the chapter's dual encoder and then
+freezes them (their outputs are computed once); each version trains the projections
+into the shared space, its cross-attention and the temperature.
+
+On a machine with several GPUs, ``torchrun --nproc-per-node N -m
+dldna.chapter_10.mm.study ...`` gives each process its share of the runs (see
+:mod:`.distributed`); the summary is written once, by rank 0.
 """
 
 from __future__ import annotations
@@ -264,10 +268,15 @@ def run_study(
 
     A study already in ``out`` that covers runs this one does not is never replaced
     silently: :class:`FileExistsError`, unless ``overwrite=True``.
+
+    Started by ``torchrun`` (see :mod:`.distributed`), each process trains its share of
+    the runs into ``runs_dir``; rank 0 then collects them all and writes ``out``, and the
+    other ranks return an empty dictionary.
     """
     import torch
     import transformers
 
+    from dldna.chapter_10.mm import distributed
     from dldna.chapter_10.mm.cross_attention import VERSIONS
     from dldna.chapter_10.mm.run import run_training
     from dldna.data.images import sample_image
@@ -277,12 +286,35 @@ def run_study(
     started = time.perf_counter()
     versions = list(config.versions or VERSIONS)
     check_overwrite(out, {(m, s, v) for m in config.modes for s in config.seeds for v in versions}, overwrite)
-    runtime = setup(profile, seed=config.seeds[0])
+    ranks = distributed.from_environment()
+    runtime = setup(profile, device=ranks.device if ranks else None, seed=config.seeds[0])
     # The data (synthetic scenes) and the split depend on split_seed only, never on the training seeds.
     data_runtime = dataclasses.replace(runtime, seed=config.split_seed)
-    data = prepare_caption_data(
-        data_runtime, data_dir, n_images=config.images, image_size=config.image_size, name="shapes-ablation"
-    )
+
+    def prepare_data() -> Any:
+        return prepare_caption_data(
+            data_runtime, data_dir, n_images=config.images, image_size=config.image_size, name="shapes-ablation"
+        )
+
+    if ranks is not None:
+        with distributed.process_group(ranks):
+            data = prepare_data() if ranks.rank == 0 else None  # one writer
+            distributed.barrier()
+            data = data or prepare_data()  # complete now: only read
+            mine = distributed.share([(s, m, v) for s in config.seeds for m in config.modes for v in versions], ranks)
+            logger.info("rank %d of %d: %d of the study's runs", ranks.rank, ranks.world_size, len(mine))
+            for seed, mode in dict.fromkeys((s, m) for s, m, _ in mine):
+                run_training(
+                    [v for s, m, v in mine if (s, m) == (seed, mode)], config.epochs, config.lr, data.image_dir,
+                    data.caption_file, mode=mode, seed=seed, config=config, output_dir=runs_dir, resume=resume,
+                    profile=profile, device=runtime.device, progress=False,
+                )  # fmt: skip
+            distributed.barrier()
+        if ranks.rank != 0:
+            return {}
+        resume = True  # rank 0 collects what every rank wrote
+    else:
+        data = prepare_data()
     frames, timings = [], []
     for seed in config.seeds:
         for mode in config.modes:
@@ -354,6 +386,7 @@ def run_study(
             "platform": platform.platform(),
             "torch_threads": torch.get_num_threads(),
             "device": str(runtime.device),
+            "processes": ranks.world_size if ranks else 1,
         },
         "summary": json.loads(summary.to_json(orient="records")),
         "zero_shot": _zero_shot_summary(zero_shot),
