@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
+import os
 import re
 import subprocess
 import sys
@@ -200,6 +202,22 @@ def test_incomplete_run_is_redone(tmp_path):
     next((out / "Images").iterdir()).unlink()
     generate_dataset(out, 4, image_size=32)
     assert len(list((out / "Images").iterdir())) == 4
+
+
+def test_regenerating_deletes_only_the_files_its_manifest_lists(tmp_path, caplog):
+    out = generate_dataset(tmp_path / "d", 4, image_size=32)
+    old = set(os.listdir(out / "Images"))
+    (out / "Images" / "holiday.jpg").write_bytes(b"the user's own photo")
+    with caplog.at_level(logging.WARNING, logger="dldna.data.shapes"):
+        generate_dataset(out, 3, seed=1, image_size=32)
+    assert (out / "Images" / "holiday.jpg").read_bytes() == b"the user's own photo"
+    assert "holiday.jpg" in caplog.text and "kept" in caplog.text
+    assert not old & set(os.listdir(out / "Images"))
+    assert len(read_captions(out / "captions.txt")) == 3 * 5
+    # The kept file does not make the finished dataset look incomplete.
+    mtime = (out / "dataset.json").stat().st_mtime_ns
+    generate_dataset(out, 3, seed=1, image_size=32)
+    assert (out / "dataset.json").stat().st_mtime_ns == mtime
 
 
 def test_refuses_to_overwrite_foreign_data(tmp_path):
