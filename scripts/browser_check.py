@@ -16,12 +16,18 @@ chapter page (``notebooks/<lang>/*.html``):
 * where the executed notebook (from the build's jupyter-cache) has an image output, the
   page shows an ``<img>`` in a cell output, and its file exists;
 * the language switcher is there, lists every edition, and each link resolves to a file;
-* chapter pages have Colab, Binder and ``.ipynb`` download links;
+* chapter pages have Colab, Binder and ``.ipynb`` download links; the Colab link and the
+  download are the plain-Markdown copy of the notebook (``colab/<lang>/``, made by
+  ``scripts/plain_notebooks.py``), the Binder link the MyST source;
+* no code block (cell input, listing or output) is wider than its box: the server adds a
+  probe to every page that marks a ``<pre>`` whose content overflows horizontally
+  (``scrollWidth > clientWidth``) at a 1280-pixel-wide window;
 * the theme's search finds a chapter page.
 
 It also opens one page with math and one with a diagram from ``file://`` (a reader
-opening the HTML from disk), and saves screenshots of the landing page and of a chapter
-page with an output image (its top, and the first 12000 px) under ``_build/screenshots``. Exits 1 with a list of failures, 2 when Chromium is
+opening the HTML from disk), and saves screenshots of the landing page, of a chapter
+page with an output image (its top, and the first 12000 px) and of pages 10.2, 10.6 and
+10.8 of every edition under ``_build/screenshots``. Exits 1 with a list of failures, 2 when Chromium is
 missing. Standard library only (plus jupyter-cache, from the book's venv, to read the
 executed notebooks).
 
@@ -75,6 +81,20 @@ INSTALL_HINT = (
 )
 TEX_LEFTOVERS = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{")
 IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+WINDOW = "1280,2000"  # a desktop window: what the page width of ~88 code columns is set for
+# Added to every served page: after load, mark each <pre> whose content is wider than its
+# box, so that the dumped DOM says which code blocks a reader would have to scroll.
+OVERFLOW_PROBE = b"""<script>
+window.addEventListener("load", () => setTimeout(() => {
+  for (const pre of document.querySelectorAll("article pre")) {
+    const wide = pre.scrollWidth - pre.clientWidth;
+    if (wide > 1) pre.setAttribute("data-dldna-overflow", String(wide));
+  }
+  document.documentElement.setAttribute("data-dldna-measured", "1");
+}, 300));
+</script>
+"""
+SCREENSHOT_SECTIONS = ("10_02_", "10_06_", "10_08_")  # the pages a reader's check looks at
 
 # ---------------------------------------------------------------------------------------
 # A minimal DOM, enough to query what Chromium's --dump-dom prints.
@@ -180,6 +200,26 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         pass
 
+    def do_GET(self):  # noqa: N802 - the base class's name
+        path = Path(self.translate_path(self.path))
+        if path.is_dir():
+            path = path / "index.html"
+        if path.suffix != ".html" or not path.is_file():
+            return super().do_GET()
+        body = with_overflow_probe(path.read_bytes())
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return None
+
+
+def with_overflow_probe(html: bytes) -> bytes:
+    """``html`` with :data:`OVERFLOW_PROBE` inserted before ``</body>``."""
+    at = html.rfind(b"</body>")
+    return html + OVERFLOW_PROBE if at < 0 else html[:at] + OVERFLOW_PROBE + html[at:]
+
 
 class Site:
     """``html_dir`` served over HTTP on 127.0.0.1 at a free port, for the duration of a with-block."""
@@ -213,7 +253,10 @@ class Chromium:
 
     def dump_dom(self, url: str) -> str:
         """The DOM after the page's scripts ran, serialized as HTML."""
-        result = self._run([f"--virtual-time-budget={VIRTUAL_TIME_MS}", "--dump-dom"], url)
+        result = self._run(
+            [f"--virtual-time-budget={VIRTUAL_TIME_MS}", f"--window-size={WINDOW}", "--dump-dom"],
+            url,
+        )
         if result.returncode != 0 or "<html" not in result.stdout:
             raise RuntimeError(
                 f"chromium --dump-dom {url} failed (exit {result.returncode}): "
@@ -386,12 +429,18 @@ def check_page(dom: Element, page: Page, url: str, base: str, html_dir: Path,
                 problems.append(f"language link {link.attrs.get('href')!r} "
                                 f"({link.text().strip()}) does not resolve to a built page")
 
+    problems += overflowing_code(dom, article)
+
     if page.chapter:
         hrefs = [a.attrs.get("href", "") for a in dom.find_all("a")]
         for name, pattern in (("Colab", "colab.research.google.com/github/"),
                               ("Binder", "mybinder.org/v2/")):
             if not any(pattern in href for href in hrefs):
                 problems.append(f"no {name} launch link")
+        plain = "/" + page.rel.replace("notebooks/", "colab/", 1).removesuffix(".html") + ".ipynb"
+        colab = [h for h in hrefs if "colab.research.google.com/github/" in h]
+        if colab and not all(h.endswith(plain) for h in colab):
+            problems.append(f"Colab link {colab[0]!r} does not open the plain copy ...{plain}")
         downloads = [h for h in hrefs if h.endswith(".ipynb") and "://" not in h]
         if not downloads:
             problems.append("no .ipynb download link")
@@ -400,6 +449,23 @@ def check_page(dom: Element, page: Page, url: str, base: str, html_dir: Path,
             if target is None or not target.is_file():
                 problems.append(f".ipynb download {href!r} does not exist")
     return problems
+
+
+def overflowing_code(dom: Element, article: Element) -> list[str]:
+    """Code blocks the probe marked as wider than their box, or that it did not run."""
+    root = dom.find("html") or dom
+    if root.attrs.get("data-dldna-measured") != "1":
+        return ["the overflow probe did not run (page not served by this script?)"]
+    wide = [e for e in article.iter() if "data-dldna-overflow" in e.attrs]
+    if not wide:
+        return []
+    def where(element: Element) -> str:
+        kinds = {c for a in element.ancestors() for c in a.classes}
+        return "output" if "cell_output" in kinds else "cell" if "cell_input" in kinds else "text"
+    shown = "; ".join(
+        f"{where(e)} +{e.attrs['data-dldna-overflow']}px: "
+        f"{max(e.text().splitlines() or [''], key=len).strip()[:50]!r}" for e in wide[:4])
+    return [f"{len(wide)} code block(s) wider than the page (cut off on the right): {shown}"]
 
 
 def check_search(chromium: Chromium, site: Site, page: Page) -> list[str]:
@@ -482,6 +548,10 @@ def main(argv: list[str] | None = None) -> int:
             stem = f"{Path(shot_chapter.rel).parent.name}_{Path(shot_chapter.rel).stem}"
             shots += [(f"{stem}.png", shot_chapter, "1280,2000"),
                       (f"{stem}_full.png", shot_chapter, "1280,12000")]
+        for page in chapters:
+            if Path(page.rel).name.startswith(SCREENSHOT_SECTIONS) and page is not shot_chapter:
+                stem = f"{Path(page.rel).parent.name}_{Path(page.rel).stem}"
+                shots.append((f"{stem}.png", page, "1280,12000"))
         for name, page, size in shots:
             try:
                 chromium.screenshot(site.base + page.rel, screenshots / name, size)

@@ -533,3 +533,59 @@ def test_pyproject_licence_is_an_spdx_expression():
     requires = re.search(r"^requires = \[(.*)\]", text, re.M).group(1)
     version = re.search(r'"setuptools>=(\d+)', requires)
     assert version and int(version.group(1)) >= 77, f"PEP 639 licences need setuptools>=77: {requires}"
+
+
+def test_browser_check_flags_code_wider_than_the_page(tmp_path):
+    check = _load_module("browser_check", ROOT / "scripts" / "browser_check.py")
+    served = check.with_overflow_probe(b"<html><body><p>x</p></body></html>")
+    assert served.index(b"data-dldna-overflow") < served.index(b"</body>")
+    page = check.Page(rel="notebooks/en/10_06_x.html", math=0, mermaid=0, images=False, chapter=True)
+    base = "http://127.0.0.1:1/"
+    html = (
+        "<html {measured}><head><title>10.6. X — Book</title></head><body><article><h1>10.6. X</h1>"
+        "<div class='cell_input'><pre {wide}>short\nprint('a line far too long')</pre></div>"
+        "<div class='cell_output'><pre>fits</pre></div></article>"
+        "<a href='https://colab.research.google.com/github/o/r/blob/main/{colab}/en/10_06_x.ipynb'>"
+        "Colab</a></body></html>"
+    )
+    def problems(**parts):
+        parts = {"measured": "data-dldna-measured='1'", "wide": "", "colab": "colab", **parts}
+        dom = check.parse_html(html.format(**parts))
+        return "\n".join(check.check_page(dom, page, base + page.rel, base, tmp_path, editions=0))
+    assert "wider than the page" not in problems() and "probe did not run" not in problems()
+    found = problems(wide="data-dldna-overflow='120'")
+    assert "1 code block(s) wider than the page" in found and "cell +120px" in found
+    assert "print('a line far too long')" in found
+    assert "probe did not run" in problems(measured="")
+    assert "does not open the plain copy" in problems(colab="notebooks")
+
+
+def test_colab_button_opens_the_plain_copy_of_the_page_in_its_language():
+    from types import SimpleNamespace
+
+    ext = _load_module("dldna_book", ROOT / "book" / "_ext" / "dldna_book.py")
+    config = CONFIG["sphinx"]["config"]
+    assert config["dldna_plain_notebooks_dir"] == "colab"
+    blob = "https://colab.research.google.com/github/o/r/blob/main"
+    assert ext.plain_copy_url(f"{blob}/notebooks/ko/10_06_x.ipynb", "notebooks", "colab") == (
+        f"{blob}/colab/ko/10_06_x.ipynb")
+    app = SimpleNamespace(config=SimpleNamespace(dldna_plain_notebooks_dir="colab",
+                                                 dldna_notebooks_dir="notebooks"))
+    binder = "https://mybinder.org/v2/gh/o/r/main?urlpath=lab/tree/notebooks/zh/10_06_x.ipynb"
+    context = {"header_buttons": [{"type": "group", "buttons": [
+        {"text": "Binder", "url": binder},
+        {"text": "Colab", "url": f"{blob}/notebooks/zh/10_06_x.ipynb"}]}]}
+    ext.point_colab_at_plain_copies(app, "notebooks/zh/10_06_x", "page.html", context, None)
+    buttons = context["header_buttons"][0]["buttons"]
+    assert buttons[1]["url"] == f"{blob}/colab/zh/10_06_x.ipynb"
+    assert buttons[0]["url"] == binder  # JupyterLab on Binder renders the MyST source
+    for lang in _languages():  # a copy for every page a button can point at
+        for notebook in sorted((NOTEBOOKS / lang).glob("*.ipynb")):
+            assert (ROOT / "colab" / lang / notebook.name).is_file(), notebook
+
+
+def test_jupyterlab_installs_come_with_the_myst_renderer():
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    for extra in re.findall(r"^(\w+) = \[(.*?)^\]", text, re.M | re.S):
+        if '"jupyterlab' in extra[1] and "jupyterlab>=" in extra[1]:
+            assert '"jupyterlab-myst' in extra[1], f"extra {extra[0]!r} installs JupyterLab without jupyterlab-myst"

@@ -19,6 +19,11 @@ What it adds to Jupyter Book 1.x, and why:
 * **Figures.** Notebook kernels inherit the build's environment; the Makefile exports
   ``MPLBACKEND=Agg`` for the tests, with which ``plt.show()`` draws nothing and the book
   would have no figures. The build sets the inline backend for its kernels.
+* **Colab gets the plain copy.** Colab renders no MyST, so its launch button opens
+  ``colab/<lang>/X.ipynb`` (made by ``scripts/plain_notebooks.py``: citations as links,
+  admonitions as quotes) instead of ``notebooks/<lang>/X.ipynb``, and the page's
+  ``.ipynb`` download is that copy too. Binder, which runs JupyterLab with
+  ``jupyterlab-myst``, keeps the source. ``dldna_plain_notebooks_dir`` names the folder.
 * **Offline assets.** MathJax and mermaid are served from ``_static`` (vendored by
   ``scripts/fetch_web_assets.py``). A missing file is a build warning (an error under
   ``-W``) instead of a silently broken site; pages with diagrams also get a fallback that
@@ -33,6 +38,7 @@ import json
 import os
 import posixpath
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -390,6 +396,44 @@ def check_static_assets(app: Sphinx) -> None:
             )
 
 
+def plain_copy_url(url: str, notebooks_dir: str, plain_dir: str) -> str:
+    """``.../blob/main/notebooks/en/X.ipynb`` -> ``.../blob/main/colab/en/X.ipynb``."""
+    head, found, tail = url.rpartition(f"/{notebooks_dir}/")
+    return f"{head}/{plain_dir}/{tail}" if found else url
+
+
+def _buttons(items: list[Any]):
+    for item in items:
+        yield item
+        yield from _buttons(item.get("buttons", []))
+
+
+def point_colab_at_plain_copies(app: Sphinx, pagename: str, templatename: str,
+                                context: dict[str, Any], doctree: Any) -> None:
+    """Make the page's Colab launch button open the plain-Markdown copy of its notebook.
+
+    Runs after sphinx-book-theme added its buttons (``html-page-context``, priority 501).
+    """
+    plain_dir = app.config.dldna_plain_notebooks_dir
+    if not plain_dir or not pagename.startswith(f"{app.config.dldna_notebooks_dir}/"):
+        return
+    for button in _buttons(context.get("header_buttons") or []):
+        if button.get("text") == "Colab" and button.get("url"):
+            button["url"] = plain_copy_url(button["url"], app.config.dldna_notebooks_dir, plain_dir)
+
+
+def ship_plain_copies(app: Sphinx, exception: Exception | None) -> None:
+    """Serve the plain copy as each notebook page's ``.ipynb`` download (``_sources``)."""
+    plain_dir = app.config.dldna_plain_notebooks_dir
+    if exception is not None or app.builder.format != "html" or not plain_dir:
+        return
+    sources = Path(app.outdir) / "_sources" / app.config.dldna_notebooks_dir
+    for copy_file in sorted((Path(app.srcdir) / plain_dir).glob("*/*.ipynb")):
+        target = sources / copy_file.parent.name / copy_file.name
+        if target.is_file():
+            shutil.copyfile(copy_file, target)
+
+
 def use_inline_figures(app: Sphinx) -> None:
     """Make the notebook kernels this build starts render matplotlib figures inline."""
     previous = os.environ.get("MPLBACKEND")
@@ -403,6 +447,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("dldna_editions_dir", "book", "env")
     app.add_config_value("dldna_canonical_language", "en", "env")
     app.add_config_value("dldna_chapter_number", 1, "env")
+    app.add_config_value("dldna_plain_notebooks_dir", "", "html")
     app.add_directive("dldna-editions", EditionsDirective)
     app.add_css_file("dldna.css")
     app.connect("builder-inited", use_inline_figures)
@@ -415,4 +460,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("env-get-updated", restore_assigned_numbers, priority=100)
     app.connect("env-get-updated", renumber_sections, priority=900)
     app.connect("html-page-context", add_page_context)
+    app.connect("html-page-context", point_colab_at_plain_copies, priority=600)
+    app.connect("build-finished", ship_plain_copies)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
