@@ -34,14 +34,9 @@ class CrossAttention(v9.CrossAttention):
         return self.gate_scale * gate * attended
 
     def post_attention(
-        self,
-        image: Tensor,
-        text: Tensor,
-        image_attended: Tensor,
-        text_attended: Tensor,
-        image_mask: Tensor | None,
-        text_mask: Tensor | None,
-    ) -> tuple[Tensor, Tensor]:
+        self, image: Tensor, text: Tensor, image_attended: Tensor, text_attended: Tensor,
+        image_mask: Tensor | None, text_mask: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
         image_out = self._gate(self.image_gate, image_attended, image)
         text_out = self._gate(self.text_gate, text_attended, text)
         return image_out, text_out

@@ -35,14 +35,9 @@ class CrossAttention(v9.CrossAttention):
         self.contrast_proj = nn.Linear(self.dim, self.dim)
 
     def post_attention(
-        self,
-        image: Tensor,
-        text: Tensor,
-        image_attended: Tensor,
-        text_attended: Tensor,
-        image_mask: Tensor | None,
-        text_mask: Tensor | None,
-    ) -> tuple[Tensor, Tensor]:
+        self, image: Tensor, text: Tensor, image_attended: Tensor, text_attended: Tensor,
+        image_mask: Tensor | None, text_mask: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
         image_z = F.normalize(self.contrast_proj(image_attended), dim=-1)  # [B, Ni, D]
         text_z = F.normalize(self.contrast_proj(text_attended), dim=-1)  # [B, Nt, D]
         similarity = image_z @ text_z.transpose(-2, -1)  # [B, Ni, Nt] cosine similarities

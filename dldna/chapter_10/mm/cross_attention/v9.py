@@ -60,14 +60,9 @@ class CrossAttention(v8.CrossAttention):
         return self.norm(image), self.norm(text)
 
     def post_attention(
-        self,
-        image: Tensor,
-        text: Tensor,
-        image_attended: Tensor,
-        text_attended: Tensor,
-        image_mask: Tensor | None,
-        text_mask: Tensor | None,
-    ) -> tuple[Tensor, Tensor]:
+        self, image: Tensor, text: Tensor, image_attended: Tensor, text_attended: Tensor,
+        image_mask: Tensor | None, text_mask: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
         """Hook between attention and FFN; v9 passes the attended features through."""
         return image_attended, text_attended
 
