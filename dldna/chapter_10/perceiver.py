@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from dldna.chapter_10.layers import masked_mean
 from dldna.chapter_10.vit import LN_EPS, MLP, Attention, Block, init_linear, padding_mask_to_attn_mask
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class Perceiver(nn.Module):
         _check_inputs(inputs, self.config.input_dim)
         x = self.input_proj(inputs)  # [B, N, D]
         latents = self.latents.expand(inputs.shape[0], -1, -1)  # [B, M, D]
-        attn_mask = padding_mask_to_attn_mask(attention_mask)  # [B, 1, 1, N] or None
+        attn_mask = padding_mask_to_attn_mask(attention_mask)  # [B, N] or None
         latents, weights = self.cross(latents, x, attn_mask, return_attention)
         for block in self.blocks:
             latents = block(latents)  # [B, M, D], cost independent of N
@@ -154,11 +155,7 @@ class FullSelfAttentionClassifier(nn.Module):
         attn_mask = padding_mask_to_attn_mask(attention_mask)
         for block in self.blocks:
             x = block(x, attn_mask=attn_mask)  # [B, N, D], every input attends to every input
-        x = self.norm(x)
-        if attention_mask is None:
-            return self.head(x.mean(dim=1))
-        m = attention_mask.unsqueeze(-1).to(x.dtype)  # [B, N, 1]
-        return self.head((x * m).sum(dim=1) / m.sum(dim=1))  # [B, C], mean over real inputs
+        return self.head(masked_mean(self.norm(x), attn_mask))  # [B, C], mean over real inputs
 
 
 # ----------------------------------------------------------------------------- cost meter
