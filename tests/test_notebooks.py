@@ -290,6 +290,20 @@ def test_every_language_has_the_same_notebooks_and_code(lang):
         assert heads == en_heads, f"{lang}/{en_path.name}: headings do not line up with en"
 
 
+# Reader-facing prose is about the subject, not about the machines the book was made on.
+MACHINE_TALK = re.compile(
+    r"CPU\s+cores?|\b(?:two|\d+)\s+(?:CPU\s+)?cores\b|\bthreads?\b|\bRSS\b|resident\s+set|"
+    r"allocator|uncommitted|git\s+revision|\bgit\s+commit\b",
+    re.IGNORECASE,
+)
+
+
+@pytest.mark.parametrize("path", ENGLISH, ids=_ids(ENGLISH))
+def test_prose_has_no_development_talk(path):
+    found = sorted({m.group(0) for m in MACHINE_TALK.finditer(_markdown(_load(path)))})
+    assert not found, f"{path}: reader prose mentions {found} (provenance belongs in a folded cell)"
+
+
 @pytest.mark.parametrize("path", ALL, ids=_ids(ALL))
 def test_prose_is_in_its_own_script(path):
     lang, text = path.parent.name, _markdown(_load(path))
