@@ -28,18 +28,19 @@ from typing import Any
 __all__ = [
     "ParameterError",
     "Rule",
+    "any_string",
     "check_params",
     "choice",
     "integer",
     "list_of",
+    "non_empty_string",
     "non_negative_int",
     "non_negative_number",
     "number",
     "optional",
-    "path",
+    "path_like",
     "positive_int",
     "positive_number",
-    "text",
 ]
 
 
@@ -152,20 +153,17 @@ def list_of(rule: Rule, min_length: int = 1) -> Rule:
     return Rule(allowed, accepts, item=rule)
 
 
-def text(allow_empty: bool = False) -> Rule:
-    """A string; an empty or blank one only with ``allow_empty``."""
-    allowed = "a string" if allow_empty else "a non-empty string"
-    return Rule(allowed, lambda value: isinstance(value, str) and (allow_empty or bool(value.strip())))
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
-def path() -> Rule:
-    """A folder or file name: a non-empty string or a ``pathlib.Path``."""
-    return Rule(
-        "a path (a non-empty string or pathlib.Path)",
-        lambda value: isinstance(value, os.PathLike) or (isinstance(value, str) and bool(value.strip())),
-    )
-
-
+#: Rules with names that no notebook parameter uses (importing one must not shadow one).
+non_empty_string = Rule("a non-empty string", _is_text)
+any_string = Rule("a string", lambda value: isinstance(value, str))
+path_like = Rule(
+    "a path (a non-empty string or pathlib.Path)",
+    lambda value: isinstance(value, os.PathLike) or _is_text(value),
+)
 positive_int = integer(minimum=1)
 non_negative_int = integer(minimum=0)
 positive_number = number(above=0)

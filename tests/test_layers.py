@@ -42,6 +42,8 @@ def test_attention_equals_a_hand_computation_with_a_key_mask():
     explicit, weights = attention(q, k, v, num_heads=HEADS, mask=key_mask, return_weights=True)
     torch.testing.assert_close(fast, expected)
     torch.testing.assert_close(explicit, expected)
+    sdpa_layout = attention(q, k, v, num_heads=HEADS, mask=key_mask[:, None, None, :])  # [B, 1, 1, Nk]
+    torch.testing.assert_close(sdpa_layout, expected)
     assert weights.shape == (B, HEADS, NQ, NK)
     assert torch.all(weights[1, ..., 3:] == 0)
     torch.testing.assert_close(weights.sum(-1), torch.ones(B, HEADS, NQ))
