@@ -448,6 +448,8 @@ def check_page(dom: Element, page: Page, url: str, base: str, html_dir: Path,
             target = _local_target(html_dir, url, href, base)
             if target is None or not target.is_file():
                 problems.append(f".ipynb download {href!r} does not exist")
+            elif b'"generated_from"' not in target.read_bytes():
+                problems.append(f".ipynb download {href!r} is the MyST source, not the plain copy")
     return problems
 
 
