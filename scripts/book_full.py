@@ -139,10 +139,11 @@ def _full_note(meta: dict) -> str:
     )
 
 
-SMOKE_NOTE = (
-    ":::{note}\nThis page was executed in the **smoke** profile (tiny models, random weights, "
-    "synthetic data): {reason}\n:::"
-)
+def _smoke_note(reason: str) -> str:
+    return (
+        ":::{note}\nThis page was executed in the **smoke** profile (tiny models, random "
+        f"weights, synthetic data): {reason}\n:::"
+    )
 
 
 def stage(store_dir: Path, stage_dir: Path = STAGE / "src") -> dict[str, str]:
@@ -178,7 +179,7 @@ def stage(store_dir: Path, stage_dir: Path = STAGE / "src") -> dict[str, str]:
                 if meta is not None else "there is no stored full-profile execution of it."
             )
             page = source
-            page["cells"].insert(0, _note(SMOKE_NOTE.format(reason=reason)))
+            page["cells"].insert(0, _note(_smoke_note(reason)))
             decisions[rel] = f"smoke: {reason}"
         _write(path, page)
     config = stage_dir / "_config.yml"
