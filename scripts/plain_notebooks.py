@@ -41,7 +41,7 @@ DIRECTIVE_OPEN = re.compile(r"^(?P<indent>\s*)(?P<fence>:{3,}|`{3,})\{(?P<name>[
 CODE_OPEN = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?!\{)")
 OPTION = re.compile(r"^\s*:[\w-]+:")
 # What must never be left in a copy: a MyST role, or a directive fence.
-RAW_MYST = re.compile(r"\{[a-z][\w:-]*\}`|^\s*(?::{3,}|`{3,})\{", re.MULTILINE)
+RAW_MYST = re.compile(r"(?<![`\w])\{[a-z][\w:-]*\}`(?!`)|^\s*(?::{3,}|`{3,})\{", re.MULTILINE)
 
 TITLES = {"note": "Note", "tip": "Tip", "warning": "Warning", "important": "Important",
           "caution": "Caution", "hint": "Hint", "seealso": "See also", "attention": "Attention",
