@@ -92,3 +92,12 @@ def test_directives_become_quoted_blocks_and_code_stays_code():
     ]
     with pytest.raises(ValueError, match="unclosed"):
         converter.markdown(":::{note}\nnever closed")
+
+
+@pytest.mark.parametrize(
+    ("text", "raw"),
+    [("see {cite}`x2020y`", True), ("{cite:t}`a,b`", True), (":::{note}", True),
+     ("```{mermaid}", True), ("a `{name}` field", False), ("```python", False), ("> **Note**", False)],
+)
+def test_raw_myst_is_recognised(text, raw):
+    assert bool(plain.RAW_MYST.search(text)) == raw
