@@ -11,7 +11,8 @@ export DLDNA_PROFILE ?= smoke
 export DLDNA_DATA_DIR ?= $(CURDIR)/data
 export PYTHONHASHSEED ?= 0
 
-.PHONY: book test install data web-assets unit gpu-check-small notebooks book-strict browser-check clean
+.PHONY: book test install data web-assets unit gpu-check-small notebooks book-strict browser-check clean \
+	notebooks-full book-full book-full-mirror test-transformers4
 
 install: $(STAMP)
 
@@ -51,7 +52,51 @@ browser-check: book-strict
 gpu-check-small: install
 	bash scripts/gpu_check.sh --cpu-small
 
-test: unit gpu-check-small notebooks book-strict browser-check
+# The full profile without network: small models of the real classes in a Hugging Face
+# cache under the real ids, dataset mirrors in the original layouts, every notebook via
+# papermill with profile="full" and HF_HUB_OFFLINE=1 (scripts/full_mirror.py).
+FULL_MIRROR ?= _build/full-mirror
+notebooks-full: install
+	$(BIN)/python scripts/full_mirror.py all $(FULL_MIRROR)
+
+# The site from full-profile executions (needs a GPU and internet): notebooks executed in
+# the full profile, stored with their provenance in $(FULL_STORE), pages whose code has
+# changed since executed in smoke instead; the site goes to _build/html-full.
+FULL_STORE ?= book/executed
+book-full: data web-assets
+	$(BIN)/python scripts/book_full.py execute --store $(FULL_STORE)
+	$(BIN)/python scripts/book_full.py build --store $(FULL_STORE)
+
+# The same build from the mirror run's executions (what CI can check without network).
+book-full-mirror: notebooks-full web-assets
+	$(BIN)/python scripts/book_full.py store --mirror --executed $(FULL_MIRROR)/executed --store _build/full-store
+	$(BIN)/python scripts/book_full.py build --strict --store _build/full-store
+
+# The other library major: the latest transformers 4.x (with the tokenizers and
+# huggingface_hub it needs) in a second venv layered over $(VENV), which supplies
+# everything else (torch is not installed twice). Unit tests and a subset of the smoke
+# notebooks run in it.
+TF4_VENV ?= .venv-tf4
+TF4_STAMP := $(TF4_VENV)/.dldna-installed
+TF4_NOTEBOOKS ?= notebooks/en/10_02_captioning_and_vqa.ipynb notebooks/en/10_03_fusion.ipynb \
+	notebooks/en/10_10_exercises.ipynb
+# The unit tests that touch transformers (make test-transformers4 TF4_TESTS=tests: all).
+TF4_TESTS ?= tests/test_loaders.py tests/test_full_profile.py tests/test_encoders.py \
+	tests/test_flickr8k.py tests/test_cache.py tests/test_train_multimodal.py tests/test_evaluate_models.py
+$(TF4_STAMP): $(STAMP)
+	test -x $(TF4_VENV)/bin/python || $(PYTHON) -m venv $(TF4_VENV)
+	echo "import site; site.addsitedir('$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")')" \
+		> "$$($(TF4_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz-dldna-base.pth"
+	$(TF4_VENV)/bin/python -m pip install -q --disable-pip-version-check "transformers>=4.57,<5"
+	$(TF4_VENV)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+test-transformers4: $(TF4_STAMP) data
+	$(TF4_VENV)/bin/python -c "import transformers; assert transformers.__version__ < '5', transformers.__version__"
+	$(TF4_VENV)/bin/python -m pytest -p no:cacheprovider $(TF4_TESTS)
+	$(TF4_VENV)/bin/python -m pytest -p no:cacheprovider --nbmake --nbmake-timeout=300 $(TF4_NOTEBOOKS)
+
+test: unit gpu-check-small notebooks book-strict browser-check book-full-mirror test-transformers4
 
 clean:
 	rm -rf _build

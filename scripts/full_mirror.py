@@ -51,7 +51,7 @@ logger = logging.getLogger("full_mirror")
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks" / "en"
 MIRROR_COMMIT = "0" * 40  # the snapshot folder name (a Hub commit hash)
-FLICKR_IMAGES = 60
+FLICKR_IMAGES = 100
 CIFAR_PER_BATCH = 20
 
 #: Parameters that keep each notebook small; everything else is the full profile's.
@@ -63,7 +63,7 @@ SMALL_PARAMETERS: dict[str, dict] = {
     "10_05_cross_modal_attention": {
         "epochs": 1, "batch_size": 16, "image_size": 64, "cost_lengths": [64, 128], "cost_batch_size": 1,
     },
-    "10_06_cross_attention_ablation": {"versions": ["v0", "v9"], "epochs": 1, "mode": "tokens"},
+    "10_06_cross_attention_ablation": {"versions": ["v0"], "epochs": 1, "mode": "tokens"},
     "10_07_vit": {"epochs": 1, "batch_size": 5, "max_items": 10, "max_test_items": 5, "num_workers": 0},
     "10_08_clip": {"epochs": 1, "batch_size": 16, "image_size": 32, "width": 32, "layers": 1},
     "10_09_deep_dive_contrastive": {"train_steps": 20, "batch_size": 32},
@@ -166,8 +166,11 @@ def _md5(path: Path) -> str:
 
 def build_hub_cache(hub: Path) -> list[str]:
     """Small models of the real classes, saved under the loaders' exact Hub ids."""
+    import transformers
+
     from dldna import loaders
 
+    transformers.utils.logging.disable_progress_bar()
     written = []
     for key, spec in loaders.HUB_SPECS.items():
         repo = hub / ("models--" + spec.repo_id.replace("/", "--"))
