@@ -8,6 +8,9 @@ profile                data                                           default fo
 ``full`` + online      real Flickr8k (downloaded once)                data/flickr8k
 =====================  =============================================  ==================
 
+Synthetic folders also get VQA questions about their scenes (:mod:`dldna.data.vqa`, in
+VQA v2's layout under ``vqa/``), on the same image-level split as the captions.
+
 Default folders are relative to ``$DLDNA_DATA_DIR`` when set, else to the working
 directory. Every call is idempotent: existing complete data is reused.
 """
@@ -22,7 +25,7 @@ from typing import Any
 
 from dldna.runtime import Runtime
 
-from . import shapes
+from . import shapes, vqa
 from .flickr8k import FLICKR8K_IMAGES, Flickr8kDataset, download_flickr8k, load_or_create_split, read_captions
 
 logger = logging.getLogger(__name__)
@@ -80,6 +83,7 @@ def prepare_caption_data(
         default_dir = name or default_dir
         root = Path(data_dir) if data_dir is not None else data_home() / default_dir
         shapes.generate_dataset(root, n_images or default_n, seed=runtime.seed, image_size=image_size)
+        vqa.prepare_vqa(root, seed=runtime.seed)  # questions about the same scenes, same split
         return CaptionData.at(root, synthetic=True)
 
     if n_images is not None:
@@ -101,6 +105,7 @@ def prepare_zero_shot_data(
     """
     root = Path(data_dir) if data_dir is not None else data_home() / "shapes-zero-shot"
     shapes.generate_dataset(root, n_images, seed=runtime.seed, image_size=image_size, zero_shot=True)
+    vqa.prepare_vqa(root, seed=runtime.seed, zero_shot=True)
     return CaptionData.at(root, synthetic=True)
 
 
