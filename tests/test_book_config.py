@@ -162,6 +162,8 @@ def test_one_numbered_part_per_language_with_the_same_files():
         assert (ROOT / "book" / lang / "index.md").is_file()
     english = [f.split("/", 2)[2] for f in parts[CANONICAL]]
     for lang, files in parts.items():
+        if not files and lang not in _languages():
+            continue  # an edition whose notebooks are not translated yet: its index only
         assert all(f.startswith(f"notebooks/{lang}/") for f in files), (lang, files)
         assert [f.split("/", 2)[2] for f in files] == english, f"part {lang} differs from en"
     for part in TOC["parts"]:

@@ -4,7 +4,9 @@ What it adds to Jupyter Book 1.x, and why:
 
 * **Editions.** Each folder ``notebooks/<lang>/`` that holds a notebook is one language
   edition, with its index page at ``book/<lang>/index`` and its name taken from the
-  caption of its part in ``_toc.yml``. Adding a language therefore needs no change here.
+  caption of its part in ``_toc.yml``; so is a part whose index page is ``book/<lang>/index``
+  before its notebooks exist. Adding a language therefore needs no change here.
+  Freshness notes and the search of Korean and Chinese text: ``dldna_i18n.py``.
 * **Language switcher.** Every page gets ``dldna_editions`` in its template context
   (rendered by ``book/_templates/language-switcher.html``): a link to the same page in
   each edition, or to that edition's index where the page is not translated yet, so a
@@ -118,9 +120,13 @@ def editions(app: Sphinx) -> list[Edition]:
 def _discover_editions(app: Sphinx) -> list[Edition]:
     config = app.config
     captions = part_captions(getattr(config, "external_site_map", None))
+    codes = discover_languages(Path(app.srcdir) / config.dldna_notebooks_dir,
+                               config.dldna_canonical_language)
+    # An edition whose notebooks are not written yet: its index page is in _toc.yml.
+    index = re.compile(rf"{re.escape(config.dldna_editions_dir)}/([^/]+)/index")
+    codes += sorted({m.group(1) for doc in captions if (m := index.fullmatch(doc))} - set(codes))
     result = []
-    for code in discover_languages(Path(app.srcdir) / config.dldna_notebooks_dir,
-                                   config.dldna_canonical_language):
+    for code in sorted(codes, key=lambda code: code != config.dldna_canonical_language):
         index = f"{config.dldna_editions_dir}/{code}/index"
         name = captions.get(index) or DEFAULT_EDITION_NAMES.get(code, code)
         result.append(Edition(code=code, name=name, index=index))
