@@ -25,7 +25,7 @@ import re
 import shutil
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,26 +93,28 @@ def _parse_caption(rest: str) -> str:
 _TOKEN_ROW = re.compile(r"^(?P<name>[^\t#,]+)#\d+\t(?P<caption>.*)$")
 
 
-def _read_text(path: Path) -> str:
-    """The caption file as text: UTF-8 (a byte-order mark is tolerated), else an error
-    that names the file, the line and the first byte that is not UTF-8."""
+def _not_utf8(path: Path) -> CaptionFileError:
+    """The error for a caption file that is not UTF-8: file, line and the first bad byte."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:  # decoded whole, the offset is the file's
         line_no = data.count(b"\n", 0, exc.start) + 1
-        raise CaptionFileError(
+        return CaptionFileError(
             f"{path}, line {line_no}: not UTF-8 text (byte {data[exc.start:exc.start + 1]!r} at "
-            f"offset {exc.start}: {exc.reason}). Caption files are read as UTF-8; convert this one "
-            f"first, e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
-        ) from None
+            f"offset {exc.start}: {exc.reason}). Caption files are read as UTF-8; convert this "
+            f"one first, e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
+        )
+    return CaptionFileError(f"{path}: not UTF-8 text.")
 
 
-def _lines(text: str) -> Iterator[tuple[int, str]]:
-    """``(line number, stripped line)`` of every non-blank line (\\n, \\r\\n or \\r ends)."""
-    for line_no, raw in enumerate(io.StringIO(text, newline=None), start=1):
-        if line := raw.strip():
-            yield line_no, line
+def _read_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line number, stripped line)`` of every non-blank line of a UTF-8 text file."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return [(n, line) for n, raw in enumerate(f, start=1) if (line := raw.strip())]
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
 
 
 def _token_format_help(path: Path) -> str:
@@ -137,27 +139,36 @@ def read_captions(caption_file: str | os.PathLike[str]) -> list[tuple[str, str]]
     if not path.is_file():
         raise DatasetLayoutError(f"Caption file {path} not found.\n{layout_help(path.parent)}")
     pairs: list[tuple[str, str]] = []
-    for index, (line_no, line) in enumerate(_lines(_read_text(path))):
-        if index == 0 and tuple(p.strip().lower() for p in line.split(",")) == CAPTION_HEADER:
-            continue
-        name, comma, rest = line.partition(",")
-        name = name.strip()
-        caption = _parse_caption(rest.strip()) if comma else ""
-        problem = None
-        if _TOKEN_ROW.match(line):
-            raise CaptionFileError(f"{path}, line {line_no}: {_token_format_help(path)}")
-        if not comma:
-            problem = "no comma between image name and caption"
-        elif not _IMAGE_NAME.match(name):
-            problem = f"first field {name!r} is not an image file name (.jpg, .jpeg or .png)"
-        elif not caption:
-            problem = "empty caption"
-        if problem:
-            raise CaptionFileError(
-                f"{path}, line {line_no}: {problem}. Expected '<image>.jpg,<caption>' "
-                f"(got {line[:80]!r})."
-            )
-        pairs.append((name, caption))
+    seen_content = False
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: tolerate a byte-order mark
+            for line_no, raw in enumerate(f, start=1):
+                line = raw.strip()
+                if not line:
+                    continue
+                first_content, seen_content = not seen_content, True
+                if first_content and tuple(p.strip().lower() for p in line.split(",")) == CAPTION_HEADER:
+                    continue
+                name, comma, rest = line.partition(",")
+                name = name.strip()
+                caption = _parse_caption(rest.strip()) if comma else ""
+                problem = None
+                if not comma:
+                    problem = "no comma between image name and caption"
+                elif not _IMAGE_NAME.match(name):
+                    problem = f"first field {name!r} is not an image file name (.jpg, .jpeg or .png)"
+                elif not caption:
+                    problem = "empty caption"
+                if problem and _TOKEN_ROW.match(line):  # checked only for bad rows
+                    raise CaptionFileError(f"{path}, line {line_no}: {_token_format_help(path)}")
+                if problem:
+                    raise CaptionFileError(
+                        f"{path}, line {line_no}: {problem}. Expected '<image>.jpg,<caption>' "
+                        f"(got {line[:80]!r})."
+                    )
+                pairs.append((name, caption))
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
     return pairs
 
 
@@ -175,7 +186,7 @@ def convert_token_file(
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it.")
     rows, skipped = [], []
-    for line_no, line in _lines(_read_text(source)):
+    for line_no, line in _read_lines(source):
         match = _TOKEN_ROW.match(line)
         if match is None:
             raise CaptionFileError(
