@@ -50,7 +50,7 @@ def test_cross_attention_shapes_and_weights():
         cma.CrossModalAttention(dim=16, num_heads=3)
     with pytest.raises(ValueError, match="pooled"):
         layer(text[:, 0], image)
-    with pytest.raises(ValueError, match="bool"):
+    with pytest.raises(TypeError, match="torch.bool"):
         layer(text, image, torch.ones(2, 9))
 
 

@@ -39,7 +39,14 @@ from torch import Tensor, nn
 
 from dldna.chapter_10.encoders import ImageTower, TextTower
 from dldna.chapter_10.examples import generate_example
-from dldna.chapter_10.layers import attention, check_head_dim, check_temperature, masked_mean
+from dldna.chapter_10.layers import (
+    attention,
+    check_head_dim,
+    check_mask,
+    check_temperature,
+    check_tokens,
+    masked_mean,
+)
 from dldna.chapter_10.multimodal_embedding import build_towers, check_towers
 from dldna.chapter_10.training import (
     RetrievalModel,
@@ -68,24 +75,6 @@ __all__ = [
     "plot_caption_attention",
     "train_crossmodal_embedding",
 ]
-
-
-def _check_tokens(name: str, x: Tensor, dim: int) -> None:
-    if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != dim:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        hint = " (a pooled [B, D] vector is not a token sequence: use the tower's .tokens)" if (
-            isinstance(x, Tensor) and x.ndim == 2) else ""  # fmt: skip
-        raise ValueError(f"{name} must be token features [B, N, {dim}]; got {shape}{hint}.")
-
-
-def _check_mask(name: str, mask: Tensor | None, tokens: Tensor) -> None:
-    if mask is None:
-        return
-    if mask.dtype != torch.bool or mask.shape != tokens.shape[:2]:
-        raise ValueError(
-            f"{name} must be a bool tensor {list(tokens.shape[:2])} (True = real token, False = padding); got "
-            f"{mask.dtype} {list(mask.shape)}. Convert an attention_mask with .bool()."
-        )
 
 
 class CrossModalAttention(nn.Module):
@@ -117,14 +106,14 @@ class CrossModalAttention(nn.Module):
     def forward(
         self, queries: Tensor, context: Tensor, context_mask: Tensor | None = None, return_weights: bool = True
     ) -> tuple[Tensor, Tensor | None]:
-        _check_tokens("queries", queries, self.dim)
-        _check_tokens("context", context, self.dim)
+        check_tokens("queries", queries, self.dim)
+        check_tokens("context", context, self.dim)
         if queries.shape[0] != context.shape[0]:
             raise ValueError(
                 f"queries and context must pair up item by item (same batch size); got {queries.shape[0]} and "
                 f"{context.shape[0]}. For every combination of two sets use all_pairs()."
             )
-        _check_mask("context_mask", context_mask, context)
+        check_mask("context_mask", context_mask, context)
         out = attention(
             self.q_proj(queries), self.k_proj(context), self.v_proj(context), num_heads=self.num_heads,
             mask=context_mask, dropout=self.dropout.p if self.training else 0.0, return_weights=return_weights,
@@ -139,9 +128,9 @@ class CrossModalAttention(nn.Module):
         run once per item instead of once per pair, and the attention takes the fused path
         (no ``[C, Q, H, Lq, Lk]`` weight tensor is kept).
         """
-        _check_tokens("queries", queries, self.dim)
-        _check_tokens("context", context, self.dim)
-        _check_mask("context_mask", context_mask, context)
+        check_tokens("queries", queries, self.dim)
+        check_tokens("context", context, self.dim)
+        check_mask("context_mask", context_mask, context)
         n_ctx, n_q, len_q = context.shape[0], queries.shape[0], queries.shape[1]
         # All query items as one long query sequence, shared by every context item.
         q = self.q_proj(queries).reshape(1, n_q * len_q, self.dim).expand(n_ctx, -1, -1)  # [C, Q*Lq, D]
