@@ -41,11 +41,13 @@ notebooks: data
 book-strict: data web-assets
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-# Headless Chromium (Debian package `chromium`) opens the built pages; installed here
-# when missing and running as root.
+# Headless Chromium (Debian package `chromium`) opens the built pages, with fonts for the
+# Korean and Chinese editions (`fonts-noto-cjk`); installed here when missing and running
+# as root.
 browser-check: book-strict
-	@test -x /usr/bin/chromium || [ "$$(id -u)" != 0 ] || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@{ test -x /usr/bin/chromium && fc-list :lang=ko | grep -q . && fc-list :lang=zh-cn | grep -q .; } || \
+		[ "$$(id -u)" != 0 ] || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk)
 	$(BIN)/python scripts/browser_check.py _build/html
 
 # The GPU check's small CPU run: the same script that measures throughput on a GPU.

@@ -22,7 +22,12 @@ chapter page (``notebooks/<lang>/*.html``):
 * no code block (cell input, listing or output) is wider than its box: the server adds a
   probe to every page that marks a ``<pre>`` whose content overflows horizontally
   (``scrollWidth > clientWidth``) at a 1280-pixel-wide window;
-* the theme's search finds a chapter page.
+* the theme's search finds a chapter page, and on each Korean or Chinese page of an
+  edition's index a two-character word from the middle of a run of text written without
+  spaces (Sphinx's default splitter finds none such; book/_ext/dldna_i18n.py indexes
+  bigrams) finds that page;
+* a font for Korean and for Chinese is installed when the site has such pages (Debian
+  ``fonts-noto-cjk``; without one Chromium draws boxes).
 
 It also opens one page with math and one with a diagram from ``file://`` (a reader
 opening the HTML from disk), and saves screenshots of the landing page, of a chapter
@@ -330,7 +335,7 @@ def collect_pages(html_dir: Path) -> list[Page]:
     build_dir = html_dir.parent
     source_dir = build_dir.parent
     rels = ["book/index.html"]
-    rels += sorted(p.relative_to(html_dir).as_posix() for p in html_dir.glob("book/*/index.html"))
+    rels += sorted(p.relative_to(html_dir).as_posix() for p in html_dir.glob("book/*/*.html"))
     rels += sorted(p.relative_to(html_dir).as_posix() for p in html_dir.glob("notebooks/*/*.html"))
     pages = []
     for rel in rels:
@@ -470,6 +475,67 @@ def overflowing_code(dom: Element, article: Element) -> list[str]:
     return [f"{len(wide)} code block(s) wider than the page (cut off on the right): {shown}"]
 
 
+CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]{4,}")
+FONT_LANGUAGES = {"ko": "ko", "zh": "zh-cn", "ja": "ja"}  # fc-list :lang= names
+
+
+def search_results(chromium: Chromium, site: Site, query: str) -> list[str]:
+    """The hrefs the theme's search page lists for ``query``."""
+    from urllib.parse import quote
+
+    results = parse_html(chromium.dump_dom(f"{site.base}search.html?q={quote(query)}"))
+    return [a.attrs.get("href", "") for a in results.find_all("a")
+            if any(a2.attrs.get("id") == "search-results" for a2 in a.ancestors())]
+
+
+def cjk_query(dom: Element) -> str | None:
+    """A two-character word inside the first long run of Han or Hangul in the article's prose.
+
+    Hangul: the run's first two syllables (a stem with particles after it, 감각으로만);
+    Han: two characters from inside a sentence written without spaces.
+    """
+    article = dom.find("article") or dom
+    for paragraph in article.find_all("p"):
+        match = CJK_RUN.search(paragraph.text(prose_only=True))
+        if match:
+            run = match.group(0)
+            return run[:2] if "\uac00" <= run[0] <= "\ud7af" else run[1:3]
+    return None
+
+
+def check_cjk_search(chromium: Chromium, site: Site, pages: list[Page]) -> list[str]:
+    """Searching a Korean word on a Korean page, a Chinese word on a Chinese page, finds it."""
+    problems = []
+    for page in pages:
+        if not re.fullmatch(r"book/(ko|zh|ja)/index\.html", page.rel):
+            continue
+        query = cjk_query(parse_html(chromium.dump_dom(site.base + page.rel)))
+        if query is None:
+            problems.append(f"{page.rel}: no Korean or Chinese text to search for")
+            continue
+        hrefs = search_results(chromium, site, query)
+        if not any(href.split("?")[0].endswith(page.rel) for href in hrefs):
+            problems.append(f"search.html?q={query}: no result for {page.rel} (results: {hrefs[:5]})")
+        else:
+            print(f"  search {query!r}: finds {page.rel}", flush=True)
+    return problems
+
+
+def missing_fonts(pages: list[Page]) -> list[str]:
+    """Languages of the site's pages that no installed font covers (fc-list :lang=...)."""
+    langs = sorted({m.group(1) for p in pages if (m := re.match(r"(?:book|notebooks)/(ko|zh|ja)/", p.rel))})
+    if not langs or shutil.which("fc-list") is None:
+        return []
+    problems = []
+    for lang in langs:
+        found = subprocess.run(["fc-list", f":lang={FONT_LANGUAGES[lang]}", "family"],
+                               capture_output=True, text=True, check=False).stdout.strip()
+        if not found:
+            problems.append(f"no font for {lang!r} pages is installed (Debian: apt-get install "
+                            "fonts-noto-cjk; `make browser-check` does): text would show as boxes")
+    return problems
+
+
 def check_search(chromium: Chromium, site: Site, page: Page) -> list[str]:
     """The theme's search must find a chapter page from a word of its title."""
     dom = parse_html(chromium.dump_dom(site.base + page.rel))
@@ -531,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if chapters:
             failures += check_search(chromium, site, chapters[0])
+        failures += check_cjk_search(chromium, site, pages)
+        failures += missing_fonts(pages)
 
         # A reader opening the HTML from disk: math and diagrams must render there too.
         for page in ([p for p in pages if p.math][:1] + [p for p in pages if p.mermaid][:1]):
@@ -545,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
         # Headless Chromium paints nothing when a screenshot scrolls to an anchor, so the
         # chapter is also shot in one very tall window, which reaches its outputs.
         shots = [("landing.png", pages[0], "1280,2000")]
+        shots += [(f"{Path(p.rel).parent.name}_index.png", p, "1280,2000") for p in pages
+                  if re.fullmatch(r"book/(ko|zh|ja)/index\.html", p.rel)]
         shot_chapter = next((p for p in chapters if p.images), chapters[0] if chapters else None)
         if shot_chapter is not None:
             stem = f"{Path(shot_chapter.rel).parent.name}_{Path(shot_chapter.rel).stem}"

@@ -457,3 +457,31 @@ def test_the_browser_splits_a_query_like_the_index():
     result = subprocess.run(["node", "-e", script, json.dumps(cases)], capture_output=True,
                             text=True, timeout=60, check=True)
     assert json.loads(result.stdout) == [terms for _, terms in SEARCH_CASES]
+
+
+def test_browser_check_searches_a_cjk_word_of_each_edition_index():
+    check = _load_module("dldna_browser_check", ROOT / "scripts" / "browser_check.py")
+    pages = {
+        "book/ko/index.html": "<html><article><h1>제목</h1><p>사람은 감각으로만 배웁니다.</p></article></html>",
+        "book/zh/index.html": "<html><article><p>CLIP 与 <code>代码不算</code>人很少只靠一种感官。</p></article></html>",
+    }
+    assert check.cjk_query(check.parse_html(pages["book/ko/index.html"])) == "감각"
+    assert check.cjk_query(check.parse_html(pages["book/zh/index.html"])) == "很少"
+
+    def results(hrefs):
+        items = "".join(f"<li><a href='{h}'>x</a></li>" for h in hrefs)
+        return f"<html><ul id='search-results'>{items}</ul></html>"
+
+    found = {"감각": ["book/ko/index.html"], "很少": ["book/en/index.html"]}
+    from urllib.parse import unquote
+
+    class Chromium:
+        def dump_dom(self, url):
+            if "search.html?q=" in url:
+                return results(found[unquote(url.split("q=")[1])])
+            return pages[url.removeprefix("http://site/")]
+
+    site = SimpleNamespace(base="http://site/")
+    listed = [check.Page(rel, 0, 0, False, False) for rel in (*pages, "book/en/index.html")]
+    problems = check.check_cjk_search(Chromium(), site, listed)
+    assert len(problems) == 1 and "q=很少: no result for book/zh/index.html" in problems[0]
