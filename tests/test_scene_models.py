@@ -1,0 +1,87 @@
+"""The small BLIP, ViLT and CLIP trained on synthetic scenes: training, floors, loaders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import transformers
+from PIL import Image
+
+from dldna import scene_models
+from dldna.data import shapes
+from dldna.floors import FloorError, check_floors
+from dldna.scene_models.evaluate import (
+    caption_scores,
+    floor_figures,
+    named_pairs,
+    render_scene_set,
+    zero_shot_candidates,
+)
+
+SMALL = ["--images", "40", "--eval-limit", "6"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("scene-data")
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory, data_dir):
+    """The training command with zero steps: a deliberately weakened model."""
+    out = tmp_path_factory.mktemp("untrained")
+    assert scene_models.main(["--out", str(out), "--data-dir", str(data_dir), "--steps-scale", "0", *SMALL]) == 0
+    return out
+
+
+def test_training_command_writes_models_processors_and_record(untrained):
+    record = json.loads((untrained / "training.json").read_text())
+    assert record["command"].startswith("python -m dldna.scene_models")
+    assert record["config"]["seed"] == 0 and record["data"]["generator_version"] == shapes.GENERATOR_VERSION
+    assert set(record["stages"]) == {"tower", "blip", "vilt", "clip"} and record["training_seconds"] >= 0
+    for name, cls in (("blip", transformers.BlipForConditionalGeneration),
+                      ("vilt", transformers.ViltForQuestionAnswering), ("clip", transformers.CLIPModel)):
+        model, processor = scene_models.load_scene_model(name, untrained)
+        assert type(model) is cls and (untrained / name / "model.safetensors").is_file()
+        assert processor.tokenizer is not None
+
+
+def test_zero_training_steps_fail_the_floors(untrained):
+    figures = json.loads((untrained / "training.json").read_text())["figures"]
+    with pytest.raises(FloorError, match="below its floor"):
+        check_floors(floor_figures(figures))
+
+
+@pytest.mark.slow
+def test_training_is_deterministic_for_a_seed(tmp_path, data_dir):
+    args = ["--data-dir", str(data_dir), "--steps-scale", "0.01", "--only", "clip", *SMALL]
+    for run in ("a", "b"):
+        assert scene_models.main(["--out", str(tmp_path / run), *args]) == 0
+    for part in ("tower", "clip"):
+        first = (tmp_path / "a" / part / "model.safetensors").read_bytes()
+        assert first == (tmp_path / "b" / part / "model.safetensors").read_bytes(), part
+
+
+def test_held_out_scenes_render_exactly_as_the_files(tmp_path):
+    shapes.generate_dataset(tmp_path, 6, seed=0, image_size=scene_models.IMAGE_SIZE)
+    rendered = render_scene_set(range(6))
+    scenes = {json.loads(line)["image"]: json.loads(line) for line in (tmp_path / "scenes.jsonl").open()}
+    for name, pixels, record in zip(rendered.names, rendered.pixels, rendered.records):
+        on_disk = np.asarray(Image.open(tmp_path / "Images" / name).convert("RGB"))
+        assert np.array_equal(pixels.permute(1, 2, 0).numpy(), on_disk)
+        assert record == scenes[name]
+
+
+def test_caption_scoring_counts_synonyms_and_binding():
+    record = {"objects": [{"colour": "purple", "shape": "circle"}, {"colour": "red", "shape": "cross"}]}
+    assert named_pairs("A small violet disc left of a red plus sign .") == {("purple", "circle"), ("red", "cross")}
+    assert caption_scores(["a violet disc and a big red plus sign"], [record]) == {"objects": 1.0, "colours": 1.0}
+    assert caption_scores(["a red disc and a violet cross"], [record]) == {"objects": 0.0, "colours": 1.0}
+
+
+def test_zero_shot_candidates_are_distinct_with_the_right_one_first():
+    records = render_scene_set(range(30)).records
+    for record, candidates in zip(records, zero_shot_candidates(records, 10)):
+        assert len(candidates) == len(set(candidates)) == 10
