@@ -416,6 +416,9 @@ def _scratch_book(dest: Path) -> None:
     )
 
     toc = copy.deepcopy(TOC)
+    # en and xx only: the parts of the other editions would add links to the switcher.
+    toc["parts"] = [p for p in toc["parts"]
+                    if not re.fullmatch(r"book/(?!en/)[^/]+/index", p["chapters"][0]["file"])]
     english_part = next(p for p in toc["parts"] if p["chapters"][0]["file"] == "book/en/index")
     english_part["chapters"][0]["sections"] = [
         {"file": f"notebooks/en/{ONLY_IN_EN}"}, {"file": f"notebooks/en/{SHARED_NOTEBOOK}"}
