@@ -12,7 +12,7 @@ export DLDNA_DATA_DIR ?= $(CURDIR)/data
 export PYTHONHASHSEED ?= 0
 
 .PHONY: book test install data web-assets unit gpu-check-small notebooks book-strict browser-check clean \
-	notebooks-full book-full book-full-mirror test-transformers4
+	notebooks-full book-full book-full-mirror test-transformers4 standalone-check
 
 install: $(STAMP)
 
@@ -98,7 +98,15 @@ test-transformers4: $(TF4_STAMP) data
 	$(TF4_VENV)/bin/python -m pytest -p no:cacheprovider $(TF4_TESTS)
 	$(TF4_VENV)/bin/python -m pytest -p no:cacheprovider --nbmake --nbmake-timeout=300 $(TF4_NOTEBOOKS)
 
-test: unit gpu-check-small notebooks book-strict browser-check book-full-mirror test-transformers4
+# A notebook as a Colab reader runs it: copied alone into an empty folder, in a fresh venv
+# (layered over $(VENV) for torch and the rest) that installs dldna[colab] from a git URL
+# of the committed HEAD; papermill -p profile smoke; no "skipped" or "not found" output.
+STANDALONE_NOTEBOOKS ?= notebooks/en/10_06_cross_attention_ablation.ipynb
+standalone-check: install
+	$(BIN)/python scripts/standalone_check.py $(STANDALONE_NOTEBOOKS)
+
+test: unit gpu-check-small notebooks book-strict browser-check book-full-mirror test-transformers4 \
+	standalone-check
 
 clean:
 	rm -rf _build
