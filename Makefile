@@ -105,7 +105,7 @@ STANDALONE_NOTEBOOKS ?= notebooks/en/10_06_cross_attention_ablation.ipynb
 standalone-check: install
 	$(BIN)/python scripts/standalone_check.py $(STANDALONE_NOTEBOOKS)
 
-test: unit gpu-check-small notebooks book-strict browser-check book-full-mirror test-transformers4 \
+test: unit gpu-check-small notebooks book-strict browser-check \
 	standalone-check
 
 clean:

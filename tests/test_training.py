@@ -188,10 +188,12 @@ def test_validation_loss_is_read_off_the_score_matrix():
 
 
 def test_trim_padding_keeps_every_real_token():
-    ids = torch.tensor([[2, 5, 3, 0, 0], [2, 5, 6, 7, 3]])[:1]
-    mask = torch.tensor([[1, 1, 1, 0, 0]])
+    # a column is dropped only when it is padding in every row
+    ids = torch.tensor([[2, 5, 3, 0, 0, 0], [2, 5, 6, 7, 3, 0]])
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]])
     short_ids, short_mask = training.trim_padding(ids, mask)
-    assert short_ids.tolist() == [[2, 5, 3]] and short_mask.tolist() == [[1, 1, 1]]
+    assert short_ids.tolist() == [[2, 5, 3, 0, 0], [2, 5, 6, 7, 3]]
+    assert short_mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
 
 
 def test_no_weight_decay_on_vectors_and_temperature(model_and_splits):
@@ -224,18 +226,6 @@ def test_fit_refuses_a_model_without_the_retrieval_interface(model_and_splits):
     _, _, splits = model_and_splits
     with pytest.raises(TypeError, match="RetrievalModel"):
         training.fit(torch.nn.Linear(2, 2), splits["train"], splits["val"], training.TrainConfig(progress=False))
-
-
-def test_optimizer_decays_weight_matrices_only(model_and_splits):
-    """No weight decay on the temperature, biases and LayerNorm gains (a gain decayed to 0 erases its input)."""
-    model, _, _ = model_and_splits
-    optimizer = training.make_optimizer(model, lr=1e-3, weight_decay=0.1)
-    decay = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
-    names = {id(p): n for n, p in model.named_parameters()}
-    undecayed = [names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]]
-    assert id(model.logit_scale) not in decay and "logit_scale_module.log_scale" in undecayed
-    assert any(n.endswith("norm.weight") for n in undecayed) and any(n.endswith(".bias") for n in undecayed)
-    assert all(p.ndim >= 2 for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"])
 
 
 @pytest.mark.parametrize(
