@@ -55,8 +55,8 @@ STALE_NOTES = {
     "zh": "本页有 {stale} 处译文依据的是英文原文的旧版本。",
 }
 UNTRANSLATED_NOTES = {
-    "ko": "{untranslated}곳은 아직 번역되지 않아 영어 원문 그대로 실려 있습니다.",
-    "zh": "另有 {untranslated} 处尚未翻译，暂以英文原文显示。",
+    "ko": "아직 번역되지 않은 {untranslated}곳은 영어 원문 그대로 실려 있습니다.",
+    "zh": "尚未翻译的 {untranslated} 处暂以英文原文显示。",
 }
 # (before, link text, after): the link goes to the same page of the English edition.
 ENGLISH_LINKS = {
