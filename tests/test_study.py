@@ -115,7 +115,7 @@ def test_a_partial_study_does_not_replace_a_larger_one(tmp_path):
 
 @pytest.mark.parametrize(
     ("option", "value", "named"),
-    [("--versions", "v99", "v99"), ("--lr", "inf", "lr=inf"), ("--epochs", "0", "epochs=0")],
+    [("--versions", "v99", "v99"), ("--lr", "inf", "lr = inf"), ("--epochs", "0", "epochs = 0")],
 )
 def test_bad_options_stop_before_any_data_is_made(tmp_path, capsys, option, value, named):
     args = [*tiny_args(tmp_path), option, value]  # the last occurrence of an option wins

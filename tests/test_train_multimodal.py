@@ -384,10 +384,10 @@ def test_a_result_file_that_is_not_an_object_is_retrained(dataset_dir, tmp_path,
 @pytest.mark.parametrize(
     ("settings", "named"),
     [
-        (dict(lr=float("inf")), "lr=inf"),
-        (dict(grad_clip=float("inf")), "grad_clip=inf"),
-        (dict(epochs=1.7), "epochs=1.7"),
-        (dict(lr=float("nan"), batch_size=1), "batch_size=1"),
+        (dict(lr=float("inf")), "lr = inf"),
+        (dict(grad_clip=float("inf")), "grad_clip = inf"),
+        (dict(epochs=1.7), "epochs = 1.7"),
+        (dict(lr=float("nan"), batch_size=1), "batch_size = 1"),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(dataset_dir, tmp_path, settings, named):

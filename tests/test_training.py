@@ -230,9 +230,10 @@ def test_fit_refuses_a_model_without_the_retrieval_interface(model_and_splits):
 
 @pytest.mark.parametrize(
     ("field", "value", "rule"),
-    [("num_epochs", 1.7, "whole number"), ("lr", float("inf"), "finite"), ("grad_clip", float("inf"), "finite"),
-     ("weight_decay", float("nan"), "finite"), ("batch_size", 0, ">= 1")],
+    [("num_epochs", 1.7, "positive integer"), ("lr", float("inf"), "finite number"),
+     ("grad_clip", float("inf"), "finite number"), ("weight_decay", float("nan"), "finite number"),
+     ("batch_size", 0, "positive integer")],
 )  # fmt: skip
 def test_train_config_refuses_non_finite_and_fractional_settings(field, value, rule):
-    with pytest.raises(ValueError, match=rf"{field}=.*{rule}"):
+    with pytest.raises(ValueError, match=rf"{field} = .*{rule}"):
         training.TrainConfig(**{field: value})

@@ -30,6 +30,7 @@ __all__ = [
     "check_head_dim",
     "check_mask",
     "check_temperature",
+    "clamped_logit_scale",
     "check_tokens",
     "masked_mean",
     "masked_mean_weights",
@@ -237,6 +238,15 @@ def check_temperature(init_temperature: float, max_logit_scale: float) -> None:
         )
 
 
+def clamped_logit_scale(log_scale: Tensor, max_scale: float) -> Tensor:
+    """``exp(log_scale)`` with the scale capped at ``max_scale`` (CLIP caps it at 100).
+
+    Without the cap the learned temperature can shrink until the softmax is a hard max
+    and training becomes unstable; above the cap the gradient is zero, so it stays there.
+    """
+    return log_scale.clamp(max=math.log(max_scale)).exp()
+
+
 class LogitScale(nn.Module):
     """CLIP's learnable inverse temperature ``1 / tau`` that multiplies cosine similarities.
 
@@ -255,7 +265,7 @@ class LogitScale(nn.Module):
 
     def forward(self) -> Tensor:
         """``1 / tau``: a 0-d tensor, differentiable below the cap."""
-        return self.log_scale.clamp(max=math.log(self.max_scale)).exp()
+        return clamped_logit_scale(self.log_scale, self.max_scale)
 
     @property
     def scale(self) -> Tensor:

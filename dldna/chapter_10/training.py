@@ -45,8 +45,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from dldna import checkpoint
-from dldna.chapter_10.layers import LogitScale, check_temperature
+from dldna import checkpoint, params
+from dldna.chapter_10.layers import LogitScale, check_temperature, clamped_logit_scale
 from dldna.chapter_10.losses import contrastive_loss
 from dldna.chapter_10.metrics import recall_at_k_from_scores
 from dldna.data.cache import CachedSplit, cached_split
@@ -179,15 +179,6 @@ class RetrievalModel(nn.Module):
         return torch.cat(rows, dim=0)
 
 
-def clamped_logit_scale(log_scale: Tensor, max_scale: float) -> Tensor:
-    """``exp(log_scale)`` with the scale capped at ``max_scale`` (CLIP caps it at 100).
-
-    Without the cap the learned temperature can shrink until the softmax is a hard max
-    and training becomes unstable; above the cap the gradient is zero, so it stays there.
-    """
-    return log_scale.clamp(max=math.log(max_scale)).exp()
-
-
 # ---------------------------------------------------------------------------- settings
 
 #: Learning-rate multipliers ``f(progress in [0, 1]) -> factor``, usable as ``TrainConfig(lr_schedule=name)``.
@@ -261,58 +252,20 @@ class TrainConfig:
     in_batch_metrics: bool = False
 
     def __post_init__(self) -> None:
-        problems = check_settings(
-            self,
-            positive_ints=("num_epochs", "batch_size", "eval_batch_size", "check_every"),
-            non_negative_ints=("warmup_steps", "seed"),
-            positive_floats=("lr",),
-            non_negative_floats=("weight_decay",),
-            optional_positive_floats=("grad_clip",),
-        )
-        if self.lr_schedule not in LR_SCHEDULES:
-            problems.append(f"lr_schedule={self.lr_schedule!r} (known: {', '.join(LR_SCHEDULES.names())})")
+        problems = params.problems(
+            {
+                **{name: (getattr(self, name), params.positive_int)
+                   for name in ("num_epochs", "batch_size", "eval_batch_size", "check_every")},
+                **{name: (getattr(self, name), params.non_negative_int) for name in ("warmup_steps", "seed")},
+                "lr": (self.lr, params.positive_number),
+                "weight_decay": (self.weight_decay, params.non_negative_number),
+                "grad_clip": (self.grad_clip, params.optional(params.positive_number, "no clipping")),
+                "lr_schedule": (self.lr_schedule, params.choice(*LR_SCHEDULES.names())),
+            }
+        )  # fmt: skip
         if problems:
             raise ValueError("Invalid TrainConfig: " + "; ".join(problems) + ".")
         self.ks = tuple(int(k) for k in self.ks)
-
-
-def check_settings(
-    config: Any,
-    positive_ints: Sequence[str] = (),
-    non_negative_ints: Sequence[str] = (),
-    positive_floats: Sequence[str] = (),
-    non_negative_floats: Sequence[str] = (),
-    optional_positive_floats: Sequence[str] = (),
-    optional_positive_ints: Sequence[str] = (),
-) -> list[str]:
-    """Every field of ``config`` that breaks its rule, as ``"name=value (rule)"`` strings.
-
-    Integers must be whole (``1.7`` epochs is an error, not 1) and never ``bool``; floats
-    must be finite (``inf`` and ``nan`` are refused: a result holding them cannot even be
-    written as JSON). The caller joins the list into one message.
-    """
-
-    def whole(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    def finite(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-    rules = [
-        (positive_ints, lambda v: whole(v) and v >= 1, "a whole number >= 1"),
-        (non_negative_ints, lambda v: whole(v) and v >= 0, "a whole number >= 0"),
-        (positive_floats, lambda v: finite(v) and v > 0, "a finite number > 0"),
-        (non_negative_floats, lambda v: finite(v) and v >= 0, "a finite number >= 0"),
-        (optional_positive_floats, lambda v: v is None or (finite(v) and v > 0), "None or a finite number > 0"),
-        (optional_positive_ints, lambda v: v is None or (whole(v) and v >= 1), "None or a whole number >= 1"),
-    ]
-    problems = []
-    for names, ok, rule in rules:
-        for name in names:
-            value = getattr(config, name)
-            if not ok(value):
-                problems.append(f"{name}={value!r} (must be {rule})")
-    return problems
 
 
 @dataclass(frozen=True)

@@ -29,14 +29,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from dldna import checkpoint
+from dldna import checkpoint, params
 from dldna.atomic import atomic_write_json
+from dldna.chapter_10.mm.cross_attention import VERSIONS
 from dldna.chapter_10.mm.features import (
     FeatureMapInput,
     HiddenStateInput,
@@ -52,7 +53,7 @@ from dldna.chapter_10.mm.model import (
     check_versions,
     save_checkpoint,
 )
-from dldna.chapter_10.training import Speedups, TrainConfig, TrainingDivergedError, check_settings, evaluate, fit
+from dldna.chapter_10.training import Speedups, TrainConfig, TrainingDivergedError, evaluate, fit
 from dldna.data.cache import CachedSplit, cached_split
 from dldna.data.flickr8k import Flickr8kDataset, load_or_create_split, read_captions
 from dldna.runtime import Runtime, seed_everything, setup
@@ -119,31 +120,26 @@ class RunConfig:
             raise ValueError("Invalid ablation settings: " + "; ".join(problems) + ".")
 
     def problems(self) -> list[str]:
-        """Every setting that is out of range, as ``"name=value (rule)"`` strings."""
-        problems = check_settings(
-            self,
-            positive_ints=("epochs", "num_heads", "dim", "image_size", "max_length"),
-            non_negative_ints=("pretrain_epochs", "split_seed"),
-            positive_floats=("lr", "pretrain_lr"),
-            non_negative_floats=("weight_decay", "dropout"),
-            optional_positive_floats=("grad_clip",),
-            optional_positive_ints=("images", "max_images", "eval_images", "eval_captions_per_image", "image_grid"),
-        )
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 2:
-            problems.append(f"batch_size={self.batch_size!r} (must be a whole number >= 2: a batch needs negatives)")
-        if isinstance(self.dropout, float) and not self.dropout < 1:
-            problems.append(f"dropout={self.dropout!r} (must be below 1)")
-        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds):
-            problems.append(f"seeds={self.seeds!r} (must be whole numbers >= 0)")
-        unknown_modes = [m for m in self.modes if m not in MODE_REGISTRY]
-        if unknown_modes or not self.modes:
-            problems.append(f"modes={self.modes!r} (known: {', '.join(MODE_REGISTRY.names())})")
-        if self.versions is not None:
-            try:
-                check_versions(self.versions)
-            except (KeyError, ValueError) as exc:
-                problems.append(f"versions={self.versions!r} ({exc})")
-        return problems
+        """One sentence per setting that is out of range (see :func:`dldna.params.problems`)."""
+        optional_positive_int = params.optional(params.positive_int)
+        return params.problems(
+            {
+                **{name: (getattr(self, name), params.positive_int)
+                   for name in ("epochs", "num_heads", "dim", "image_size", "max_length")},
+                **{name: (getattr(self, name), params.non_negative_int) for name in ("pretrain_epochs", "split_seed")},
+                **{name: (getattr(self, name), params.positive_number) for name in ("lr", "pretrain_lr")},
+                **{name: (getattr(self, name), optional_positive_int)
+                   for name in ("images", "max_images", "eval_images", "eval_captions_per_image", "image_grid")},
+                "weight_decay": (self.weight_decay, params.non_negative_number),
+                "grad_clip": (self.grad_clip, params.optional(params.positive_number, "no clipping")),
+                # a batch of one pair has no negatives
+                "batch_size": (self.batch_size, params.integer(minimum=2)),
+                "dropout": (self.dropout, params.number(at_least=0, below=1)),
+                "seeds": (self.seeds, params.list_of(params.non_negative_int)),
+                "modes": (self.modes, params.list_of(params.choice(*MODE_REGISTRY.names()))),
+                "versions": (self.versions, params.optional(params.list_of(params.choice(*VERSIONS)), "all 17")),
+            }
+        )  # fmt: skip
 
     def training_fields(self) -> dict[str, Any]:
         """The settings that change how one version trains (what a result is keyed by)."""
@@ -176,7 +172,7 @@ class RunConfig:
 def _base_type(annotation: Any) -> tuple[type, bool, bool]:
     """``(element type, optional, sequence)`` of a field annotation such as ``tuple[int, ...] | None``."""
     args = get_args(annotation)
-    optional = get_origin(annotation) is Union and type(None) in args or type(None) in args
+    optional = type(None) in args
     if optional:
         annotation = next(a for a in args if a is not type(None))
     if get_origin(annotation) is tuple:
