@@ -227,33 +227,8 @@ def _listings() -> list[tuple[str, str]]:
     return found
 
 
-# Listings whose package source still has lines over PAGE_WIDTH (their modules' owners
-# reflow them); strict, so a fixed listing must leave this set.
-WIDE_LISTINGS = {
-    ("10_03_fusion.ipynb", "GatedFusion"),
-    ("10_04_multimodal_embedding.ipynb", "MultimodalEmbedding"),
-    ("10_04_multimodal_embedding.ipynb", "contrastive_loss"),
-    ("10_05_cross_modal_attention.ipynb", "CrossModalAttention"),
-    ("10_05_cross_modal_attention.ipynb", "HierarchicalCrossModalAttention.forward"),
-    ("10_05_cross_modal_attention.ipynb", "CrossModalEmbedding.score"),
-    ("10_05_cross_modal_attention.ipynb", "Perceiver"),
-    ("10_06_cross_attention_ablation.ipynb", "shared_attention"),
-    ("10_06_cross_attention_ablation.ipynb", "REGISTRY['v3']"),
-    ("10_06_cross_attention_ablation.ipynb", "REGISTRY['v5']"),
-    ("10_07_vit.ipynb", "PatchEmbed"),
-    ("10_07_vit.ipynb", "Block"),
-    ("10_08_clip.ipynb", "contrastive_loss"),
-    ("10_08_clip.ipynb", "CLIP"),
-    ("10_09_deep_dive_contrastive.ipynb", "info_nce"),
-    ("10_09_deep_dive_contrastive.ipynb", "contrastive_loss"),
-}
-
-
 @pytest.mark.parametrize(
-    ("notebook", "expression"),
-    [pytest.param(*listing, marks=pytest.mark.xfail(strict=True, reason="package lines too long"))
-     if listing in WIDE_LISTINGS else listing for listing in _listings()],
-    ids=[f"{n}:{e}" for n, e in _listings()],
+    ("notebook", "expression"), _listings(), ids=[f"{n}:{e}" for n, e in _listings()]
 )
 def test_listings_fit_the_page(notebook, expression):
     """What ``show_source`` lists comes from the package: its lines must fit as well."""

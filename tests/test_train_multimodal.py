@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 import time
 
 import pandas as pd
@@ -189,6 +191,26 @@ def test_checkpoint_round_trip_is_exact(tokenizer, tmp_path):
     assert tok(TEXTS[1])["input_ids"] == tokenizer(TEXTS[1])["input_ids"]
     with pytest.raises(CheckpointError, match="v10_3.*not the requested 'v3'"):
         load_checkpoint(path, expected_version="v3")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_names_the_checkpoint_and_keeps_the_previous_one(tokenizer, tmp_path, monkeypatch):
+    """A write that runs out of space names the checkpoint; the one saved before survives."""
+    torch.manual_seed(1)
+    model = build_model(tiny_config("v0", "tokens", tokenizer)).eval()
+    path = save_checkpoint(model, tmp_path / "model_final_v0.pth", tokenizer)
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def save_to_full_disk(obj, f, **kwargs):  # the kernel's own ENOSPC, from /dev/full
+        with open("/dev/full", "wb") as full:
+            real_save(obj, full, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_to_full_disk)
+    with pytest.raises(OSError, match=f"No space left on the device while writing {re.escape(str(path))}"):
+        save_checkpoint(model, path, tokenizer)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary left
 
 
 def test_strict_load_rejects_another_version(tokenizer):

@@ -198,7 +198,7 @@ class CLIP(nn.Module):
                 image_size=c.image_size,
                 patch_size=c.patch_size,
                 in_channels=c.in_channels,
-                num_classes=0,  # no head: the tower returns the class-token feature [B, width]
+                num_classes=0,  # no head: returns the class-token feature [B, width]
                 dim=c.vision_width,
                 depth=c.vision_layers,
                 heads=c.vision_heads,
@@ -221,10 +221,14 @@ class CLIP(nn.Module):
         self.text_encoder = text_encoder
         # No bias: a bias would shift every embedding the same way before normalisation.
         self.image_projection = nn.Linear(
-            _feature_dim(image_encoder, image_feature_dim, "image"), c.embed_dim, bias=False
+            _feature_dim(image_encoder, image_feature_dim, "image"),
+            c.embed_dim,
+            bias=False,
         )
         self.text_projection = nn.Linear(
-            _feature_dim(text_encoder, text_feature_dim, "text"), c.embed_dim, bias=False
+            _feature_dim(text_encoder, text_feature_dim, "text"),
+            c.embed_dim,
+            bias=False,
         )
         self.logit_scale = LogitScale(c.init_temperature, c.max_logit_scale)
         for proj in (self.image_projection, self.text_projection):
@@ -235,32 +239,49 @@ class CLIP(nn.Module):
         """``exp(logit_scale)`` capped at ``max_logit_scale``: the inverse temperature.
 
         The cap is applied in the forward pass; above it the gradient is zero, so the
-        effective scale stays at the cap (open_clip clamps the parameter in place instead).
+        effective scale stays at the cap (open_clip clamps the parameter in place
+        instead).
         """
         return self.logit_scale()
 
-    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    def encode_image(
+        self, images: torch.Tensor, normalize: bool = True
+    ) -> torch.Tensor:
         features = self.image_encoder(images)  # [B, F_img]
         if features.ndim != 2:
-            raise ValueError(f"The image encoder must return [B, F]; it returned {tuple(features.shape)}.")
+            raise ValueError(
+                "The image encoder must return [B, F]; "
+                f"it returned {tuple(features.shape)}."
+            )
         emb = self.image_projection(features)  # [B, E]
         return F.normalize(emb, dim=-1) if normalize else emb
 
     def encode_text(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, normalize: bool = True
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        normalize: bool = True,
     ) -> torch.Tensor:
         features = self.text_encoder(input_ids, attention_mask)  # [B, F_txt]
         if features.ndim != 2:
-            raise ValueError(f"The text encoder must return [B, F]; it returned {tuple(features.shape)}.")
+            raise ValueError(
+                "The text encoder must return [B, F]; "
+                f"it returned {tuple(features.shape)}."
+            )
         emb = self.text_projection(features)  # [B, E]
         return F.normalize(emb, dim=-1) if normalize else emb
 
     def forward(
-        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        images: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         image_emb = self.encode_image(images)  # [B_img, E]
         text_emb = self.encode_text(input_ids, attention_mask)  # [B_txt, E]
-        return self.scale * image_emb @ text_emb.t()  # [B_img, B_txt]; logits_per_text is .t()
+        return (
+            self.scale * image_emb @ text_emb.t()
+        )  # [B_img, B_txt]; logits_per_text is .t()
 
 
 def _unpack_tokens(tokens: object) -> tuple[torch.Tensor, torch.Tensor | None]:

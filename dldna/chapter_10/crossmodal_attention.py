@@ -80,13 +80,13 @@ __all__ = [
 class CrossModalAttention(nn.Module):
     """Queries from one modality attend over keys and values from another.
 
-    ``forward(queries [B, Lq, D], context [B, Lk, D], context_mask [B, Lk])`` returns the
-    attended queries ``[B, Lq, D]`` (for each query, a weighted sum of the context's
-    values) and the weights ``[B, H, Lq, Lk]`` (``None`` with ``return_weights=False``,
-    which takes the fused fast path). Padded context tokens (``False`` in the mask) get
-    exactly zero weight. With the text as queries and the image as context,
-    each word gathers the image regions that match it; the weights are the attention map
-    over the image.
+    ``forward(queries [B, Lq, D], context [B, Lk, D], context_mask [B, Lk])``
+    returns the attended queries ``[B, Lq, D]`` (for each query, a weighted sum of the
+    context's values) and the weights ``[B, H, Lq, Lk]`` (``None`` with
+    ``return_weights=False``, which takes the fused fast path). Padded context tokens
+    (``False`` in the mask) get exactly zero weight. With the text as queries and the
+    image as context, each word gathers the image regions that match it; the weights are
+    the attention map over the image.
 
     :meth:`all_pairs` does the same for every (query item, context item) combination of
     two sets at once, sharing the projections: this is what scoring ``N_img x N_txt``
@@ -104,38 +104,53 @@ class CrossModalAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, queries: Tensor, context: Tensor, context_mask: Tensor | None = None, return_weights: bool = True
+        self,
+        queries: Tensor,
+        context: Tensor,
+        context_mask: Tensor | None = None,
+        return_weights: bool = True,
     ) -> tuple[Tensor, Tensor | None]:
         check_tokens("queries", queries, self.dim)
         check_tokens("context", context, self.dim)
         if queries.shape[0] != context.shape[0]:
             raise ValueError(
-                f"queries and context must pair up item by item (same batch size); got {queries.shape[0]} and "
-                f"{context.shape[0]}. For every combination of two sets use all_pairs()."
+                "queries and context must pair up item by item (same batch size); "
+                f"got {queries.shape[0]} and {context.shape[0]}. "
+                "For every combination of two sets use all_pairs()."
             )
         check_mask("context_mask", context_mask, context)
         out = attention(
-            self.q_proj(queries), self.k_proj(context), self.v_proj(context), num_heads=self.num_heads,
-            mask=context_mask, dropout=self.dropout.p if self.training else 0.0, return_weights=return_weights,
+            self.q_proj(queries), self.k_proj(context), self.v_proj(context),
+            num_heads=self.num_heads, mask=context_mask,
+            dropout=self.dropout.p if self.training else 0.0,
+            return_weights=return_weights,
         )  # fmt: skip
         out, weights = out if return_weights else (out, None)
         return self.out_proj(out), weights  # [B, Lq, D], [B, H, Lq, Lk] or None
 
-    def all_pairs(self, queries: Tensor, context: Tensor, context_mask: Tensor | None = None) -> Tensor:
-        """Attend every query item to every context item: ``[Q, Lq, D] x [C, Lk, D] -> [C, Q, Lq, D]``.
+    def all_pairs(
+        self, queries: Tensor, context: Tensor, context_mask: Tensor | None = None
+    ) -> Tensor:
+        """Attend every query item to every context item.
 
-        The same numbers as ``forward`` on the ``C * Q`` expanded pairs, but the projections
-        run once per item instead of once per pair, and the attention takes the fused path
-        (no ``[C, Q, H, Lq, Lk]`` weight tensor is kept).
+        ``[Q, Lq, D] x [C, Lk, D] -> [C, Q, Lq, D]``: the same numbers as ``forward``
+        on the ``C * Q`` expanded pairs, but the projections run once per item instead
+        of once per pair, and the attention takes the fused path (no
+        ``[C, Q, H, Lq, Lk]`` weight tensor is kept).
         """
         check_tokens("queries", queries, self.dim)
         check_tokens("context", context, self.dim)
         check_mask("context_mask", context_mask, context)
         n_ctx, n_q, len_q = context.shape[0], queries.shape[0], queries.shape[1]
         # All query items as one long query sequence, shared by every context item.
-        q = self.q_proj(queries).reshape(1, n_q * len_q, self.dim).expand(n_ctx, -1, -1)  # [C, Q*Lq, D]
+        q = self.q_proj(queries).reshape(1, n_q * len_q, self.dim)
+        q = q.expand(n_ctx, -1, -1)  # [C, Q*Lq, D]
         out = attention(
-            q, self.k_proj(context), self.v_proj(context), num_heads=self.num_heads, mask=context_mask
+            q,
+            self.k_proj(context),
+            self.v_proj(context),
+            num_heads=self.num_heads,
+            mask=context_mask,
         )  # [C, Q*Lq, D]
         return self.out_proj(out.view(n_ctx, n_q, len_q, self.dim))  # [C, Q, Lq, D]
 
@@ -218,8 +233,12 @@ class HierarchicalCrossModalAttention(nn.Module):
         """Both levels for ``B`` paired items (image ``b`` with caption ``b``)."""
         image = self.encode_image(image_tokens, image_mask)  # [B, Np, D]
         text = self.encode_text(text_tokens, text_mask)  # [B, Lt, D]
-        text_context, t2i = self.text_to_image(text, image, image_mask)  # [B, Lt, D], [B, H, Lt, Np]
-        image_context, i2t = self.image_to_text(image, text, text_mask)  # [B, Np, D], [B, H, Np, Lt]
+        text_context, t2i = self.text_to_image(
+            text, image, image_mask
+        )  # [B, Lt, D], [B, H, Lt, Np]
+        image_context, i2t = self.image_to_text(
+            image, text, text_mask
+        )  # [B, Np, D], [B, H, Np, Lt]
         return HierarchicalOutput(image, text, image_context, text_context, t2i, i2t)
 
     def all_pairs(
@@ -309,13 +328,21 @@ class CrossModalEmbedding(RetrievalModel):
 
     def score(self, image_rep: Tokens, text_rep: Tokens) -> Tensor:
         image, text = image_rep, text_rep
-        image_context, text_context = self.attention.all_pairs(image.tokens, text.tokens, None, text.mask)
+        image_context, text_context = self.attention.all_pairs(
+            image.tokens, text.tokens, None, text.mask
+        )
         with torch.autocast(device_type=image.tokens.device.type, enabled=False):
             words = F.normalize(text.tokens.float(), dim=-1)  # [T, Lt, D]
             patches = F.normalize(image.tokens.float(), dim=-1)  # [I, Np, D]
-            word_match = torch.einsum("tld,itld->itl", words, F.normalize(text_context.float(), dim=-1))
-            patch_match = torch.einsum("ipd,itpd->itp", patches, F.normalize(image_context.float(), dim=-1))
-            text_to_image = masked_mean(word_match[..., None], text.mask[None])[..., 0]  # [I, T], real words
+            word_match = torch.einsum(
+                "tld,itld->itl", words, F.normalize(text_context.float(), dim=-1)
+            )
+            patch_match = torch.einsum(
+                "ipd,itpd->itp", patches, F.normalize(image_context.float(), dim=-1)
+            )
+            text_to_image = masked_mean(word_match[..., None], text.mask[None])[
+                ..., 0
+            ]  # [I, T], real words
             image_to_text = patch_match.mean(dim=-1)  # [I, T], over patches
             return self.scale() * (text_to_image + image_to_text) / 2  # [I, T]
 

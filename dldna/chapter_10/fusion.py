@@ -129,10 +129,10 @@ class GatedFusionOutput(NamedTuple):
 class GatedFusion(nn.Module):
     """Input-dependent weighting of modalities.
 
-    Each modality is projected to ``fused_dim``; a gate network looks at all projected
-    features together and outputs one score per modality; a softmax over modalities turns
-    them into weights that sum to 1 for every example; the fused vector is the weighted
-    sum. The gates are returned so they can be inspected.
+    Each modality is projected to ``fused_dim``; a gate network looks at all
+    projected features together and outputs one score per modality; a softmax over
+    modalities turns them into weights that sum to 1 for every example; the fused
+    vector is the weighted sum. The gates are returned so they can be inspected.
     """
 
     def __init__(
@@ -145,15 +145,20 @@ class GatedFusion(nn.Module):
     ) -> None:
         super().__init__()
         self.feature_dims = _check_dims(feature_dims, num_classes)
-        self.projections = nn.ModuleList(nn.Linear(d, fused_dim) for d in self.feature_dims)
-        self.gate = nn.Linear(fused_dim * len(self.feature_dims), len(self.feature_dims))
+        self.projections = nn.ModuleList(
+            nn.Linear(d, fused_dim) for d in self.feature_dims
+        )
+        self.gate = nn.Linear(
+            fused_dim * len(self.feature_dims), len(self.feature_dims)
+        )
         self.norm = nn.LayerNorm(fused_dim)
         self.classifier = _classifier(fused_dim, num_classes, hidden_dim, dropout)
 
     def forward(self, *features: torch.Tensor) -> GatedFusionOutput:
         _check_features(features, self.feature_dims)
         projected = torch.stack(
-            [torch.tanh(p(x)) for p, x in zip(self.projections, features, strict=True)], dim=1
+            [torch.tanh(p(x)) for p, x in zip(self.projections, features, strict=True)],
+            dim=1,
         )  # [B, M, F]
         gates = self.gate(projected.flatten(1)).softmax(dim=-1)  # [B, M]
         fused = self.norm((gates.unsqueeze(-1) * projected).sum(dim=1))  # [B, F]

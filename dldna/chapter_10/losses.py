@@ -56,7 +56,7 @@ def contrastive_loss(logits: torch.Tensor, reduction: str = "mean") -> torch.Ten
         )
     targets = torch.arange(logits.shape[0], device=logits.device)
     loss_i2t = F.cross_entropy(logits, targets, reduction="none")  # [B], one per image
-    loss_t2i = F.cross_entropy(logits.t(), targets, reduction="none")  # [B], one per text
+    loss_t2i = F.cross_entropy(logits.t(), targets, reduction="none")  # [B], per text
     return _reduce((loss_i2t + loss_t2i) / 2, reduction)
 
 
@@ -84,11 +84,12 @@ def info_nce(
 ) -> torch.Tensor:
     """InfoNCE: pick the positive key out of a set of candidates with a softmax.
 
-    ``query`` and ``positive_key`` are ``[N, D]``, row ``i`` of one matching row ``i`` of
-    the other. Without ``negative_keys`` the other rows' positives serve as negatives
-    (in-batch negatives, as in CLIP's one direction). ``negative_keys`` may be ``[M, D]``
-    (the same negatives for every query) or ``[N, M, D]`` (negatives per query). All
-    inputs are L2-normalised here, so similarities are cosines in ``[-1, 1]``.
+    ``query`` and ``positive_key`` are ``[N, D]``, row ``i`` of one matching row
+    ``i`` of the other. Without ``negative_keys`` the other rows' positives serve as
+    negatives (in-batch negatives, as in CLIP's one direction). ``negative_keys`` may
+    be ``[M, D]`` (the same negatives for every query) or ``[N, M, D]`` (negatives per
+    query). All inputs are L2-normalised here, so similarities are cosines in
+    ``[-1, 1]``.
     """
     _check_pair(query, positive_key, ("query", "positive_key"))
     if temperature <= 0:
@@ -104,14 +105,17 @@ def info_nce(
         elif n.ndim == 3 and n.shape[0] == q.shape[0] and n.shape[2] == q.shape[1]:
             negatives = torch.einsum("nd,nmd->nm", q, n)  # [N, M]
         else:
+            n_q, d = q.shape
             raise ValueError(
-                f"negative_keys must be [M, {q.shape[1]}] or [{q.shape[0]}, M, {q.shape[1]}]; "
+                f"negative_keys must be [M, {d}] or [{n_q}, M, {d}]; "
                 f"got {tuple(negative_keys.shape)}."
             )
         positives = (q * p).sum(dim=-1, keepdim=True)  # [N, 1]
-        logits = torch.cat([positives, negatives], dim=1)  # [N, 1 + M], positive at index 0
+        # [N, 1 + M], the positive at index 0
+        logits = torch.cat([positives, negatives], dim=1)
         targets = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
-    return _reduce(F.cross_entropy(logits / temperature, targets, reduction="none"), reduction)
+    losses = F.cross_entropy(logits / temperature, targets, reduction="none")  # [N]
+    return _reduce(losses, reduction)
 
 
 def nt_xent(

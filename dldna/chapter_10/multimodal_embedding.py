@@ -133,7 +133,10 @@ class MultimodalEmbedding(RetrievalModel):
     """
 
     def __init__(
-        self, image_tower: ImageTower, text_tower: TextTower, config: MultimodalEmbeddingConfig | None = None
+        self,
+        image_tower: ImageTower,
+        text_tower: TextTower,
+        config: MultimodalEmbeddingConfig | None = None,
     ) -> None:
         super().__init__()
         self.config = config or MultimodalEmbeddingConfig()
@@ -147,17 +150,25 @@ class MultimodalEmbedding(RetrievalModel):
         return F.normalize(self.image_tower(images).pooled.float(), dim=-1)
 
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """L2-normalised caption embeddings ``[B, D]`` (pooled as ``config.text_pooling`` says)."""
-        pooled = TEXT_POOLING[self.config.text_pooling](self.text_tower, self.text_tower(input_ids, attention_mask))
+        """L2-normalised caption embeddings ``[B, D]``.
+
+        Pooled as ``config.text_pooling`` says.
+        """
+        pooled = TEXT_POOLING[self.config.text_pooling](
+            self.text_tower, self.text_tower(input_ids, attention_mask)
+        )
         return F.normalize(pooled.float(), dim=-1)
 
     embed_images = encode_image
     embed_texts = encode_text
 
     def score(self, image_rep: Tensor, text_rep: Tensor) -> Tensor:
-        # A cosine times up to 100 needs more than bf16's 3 significant digits: float32 here.
+        # A cosine times up to 100 needs more than bf16's 3 significant digits:
+        # float32 here.
         with torch.autocast(device_type=image_rep.device.type, enabled=False):
-            return self.scale() * image_rep.float() @ text_rep.float().t()  # [N_img, N_txt]
+            return (
+                self.scale() * image_rep.float() @ text_rep.float().t()
+            )  # [N_img, N_txt]
 
 
 def build_towers(

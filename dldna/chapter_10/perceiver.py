@@ -97,20 +97,29 @@ class Perceiver(nn.Module):
         self.config = c = config
         mlp_dim = c.mlp_ratio * c.latent_dim
         self.input_proj = nn.Linear(c.input_dim, c.latent_dim)
-        self.latents = nn.Parameter(torch.empty(c.num_latents, c.latent_dim).normal_(std=0.02))
+        self.latents = nn.Parameter(
+            torch.empty(c.num_latents, c.latent_dim).normal_(std=0.02)
+        )
         self.cross = CrossAttentionBlock(c.latent_dim, c.num_heads, mlp_dim, c.dropout)
         self.blocks = nn.ModuleList(
-            Block(c.latent_dim, c.num_heads, mlp_dim, c.dropout) for _ in range(c.num_self_attn_layers)
+            Block(c.latent_dim, c.num_heads, mlp_dim, c.dropout)
+            for _ in range(c.num_self_attn_layers)
         )
         self.norm = nn.LayerNorm(c.latent_dim, eps=LN_EPS)
         self.head = nn.Linear(c.latent_dim, c.num_classes)
         self.apply(init_linear)
 
     def forward_latents(
-        self, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None, return_attention: bool = False
+        self,
+        inputs: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        return_attention: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Final latent array ``[B, M, latent_dim]`` (what Perceiver IO decodes from) and,
-        if asked, the cross-attention weights ``[B, heads, M, N]``."""
+        """Final latent array ``[B, M, latent_dim]`` and, if asked, the weights.
+
+        The latents are what Perceiver IO decodes from; the cross-attention weights
+        are ``[B, heads, M, N]``.
+        """
         _check_inputs(inputs, self.config.input_dim)
         x = self.input_proj(inputs)  # [B, N, D]
         latents = self.latents.expand(inputs.shape[0], -1, -1)  # [B, M, D]
@@ -121,10 +130,18 @@ class Perceiver(nn.Module):
         return self.norm(latents), weights
 
     def forward(
-        self, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None, return_attention: bool = False
+        self,
+        inputs: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        return_attention: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[B, num_classes]``; ``attention_mask [B, N]`` marks real inputs with 1."""
-        latents, weights = self.forward_latents(inputs, attention_mask, return_attention)
+        """Logits ``[B, num_classes]``.
+
+        ``attention_mask [B, N]`` marks real inputs with 1.
+        """
+        latents, weights = self.forward_latents(
+            inputs, attention_mask, return_attention
+        )
         logits = self.head(latents.mean(dim=1))  # [B, C]
         return (logits, weights) if return_attention else logits
 

@@ -144,7 +144,9 @@ class Block(nn.Module):
     why deep pre-norm Transformers train without learning-rate warm-up tricks.
     """
 
-    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, heads: int, mlp_dim: int, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
         self.attn = Attention(dim, heads, dropout)
@@ -152,35 +154,46 @@ class Block(nn.Module):
         self.mlp = MLP(dim, mlp_dim, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x = x + self.drop(self.attn(self.norm1(x), attn_mask=attn_mask))
         return x + self.mlp(self.norm2(x))
 
 
 class PatchEmbed(nn.Module):
-    """Cut an image into patches and embed each one: a Conv2d with kernel = stride = patch.
+    """Cut an image into patches and embed each one.
+
+    The embedding is a Conv2d with kernel = stride = patch size.
 
     Because the kernel never overlaps, each output position sees exactly one patch, and
     the convolution is the same linear map applied to every flattened patch.
     """
 
     def __init__(
-        self, image_size: int = 224, patch_size: int = 16, in_channels: int = 3, dim: int = 768
+        self,
+        image_size: int = 224,
+        patch_size: int = 16,
+        in_channels: int = 3,
+        dim: int = 768,
     ) -> None:
         super().__init__()
         self.image_size = image_size
         self.patch_size = patch_size
         self.in_channels = in_channels
         self.num_patches = (image_size // patch_size) ** 2
-        self.proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(
+            in_channels, dim, kernel_size=patch_size, stride=patch_size
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         expected = (self.in_channels, self.image_size, self.image_size)
         if images.ndim != 4 or tuple(images.shape[1:]) != expected:
             raise ValueError(
-                f"PatchEmbed expects images of shape [B, {expected[0]}, {expected[1]}, {expected[2]}], "
-                f"got {tuple(images.shape)}; resize the images or build the model with a "
-                f"matching image_size/in_channels."
+                "PatchEmbed expects images of shape "
+                f"[B, {expected[0]}, {expected[1]}, {expected[2]}], "
+                f"got {tuple(images.shape)}; resize the images or build the model "
+                "with a matching image_size/in_channels."
             )
         x = self.proj(images)  # [B, D, H/p, W/p]
         return x.flatten(2).transpose(1, 2)  # [B, N, D]

@@ -83,7 +83,9 @@ def shared_attention(
 
     image_to_text = masked_softmax(scores, text_mask)  # [B, H, Ni, Nt]
     if dual_softmax:
-        text_to_image = masked_softmax(scores.transpose(-2, -1), image_mask)  # [B, H, Nt, Ni]
+        text_to_image = masked_softmax(
+            scores.transpose(-2, -1), image_mask
+        )  # [B, H, Nt, Ni]
     else:
         weights = image_to_text
         if image_mask is not None:

@@ -18,7 +18,11 @@ class CrossAttention(v2.CrossAttention):
     """v2 output plus the un-normalised input: ``x + attend(norm(x), norm(y))``."""
 
     def fuse(
-        self, image: Tensor, text: Tensor, image_mask: Tensor | None, text_mask: Tensor | None
+        self,
+        image: Tensor,
+        text: Tensor,
+        image_mask: Tensor | None,
+        text_mask: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
         image_attended, text_attended = super().fuse(image, text, image_mask, text_mask)
         return image + image_attended, text + text_attended

@@ -20,10 +20,16 @@ class CrossAttention(v2.CrossAttention):
     """``0.5 * norm(x) + 0.5 * attended`` for each modality."""
 
     def fuse(
-        self, image: Tensor, text: Tensor, image_mask: Tensor | None, text_mask: Tensor | None
+        self,
+        image: Tensor,
+        text: Tensor,
+        image_mask: Tensor | None,
+        text_mask: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
         image_norm, text_norm = self.norm(image), self.norm(text)
-        image_attended, text_attended = self.exchange(image_norm, text_norm, image_mask, text_mask)
+        image_attended, text_attended = self.exchange(
+            image_norm, text_norm, image_mask, text_mask
+        )
         image_out = MIX * image_norm + (1.0 - MIX) * image_attended
         text_out = MIX * text_norm + (1.0 - MIX) * text_attended
         return image_out, text_out
