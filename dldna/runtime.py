@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from dldna.params import ParameterError, check_params, integer
+from dldna.timing import show_in_notebook
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +203,7 @@ def setup(
         # Smoke models are tiny: one thread beats a thread pool that synchronises on every
         # small matrix product, and stays fast when other processes share the cores.
         torch.set_num_threads(1)
+    show_in_notebook()  # the expected run time of a training loop is for the reader
     if runtime.synthetic and not _banner_shown:
         logger.warning(runtime.banner)
         _banner_shown = True

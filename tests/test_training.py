@@ -237,3 +237,26 @@ def test_fit_refuses_a_model_without_the_retrieval_interface(model_and_splits):
 def test_train_config_refuses_non_finite_and_fractional_settings(field, value, rule):
     with pytest.raises(ValueError, match=rf"{field} = .*{rule}"):
         training.TrainConfig(**{field: value})
+
+
+def test_fit_announces_its_expected_time_once(model_and_splits):
+    import io
+    import logging
+
+    from dldna import timing
+
+    model, _, splits = model_and_splits
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    timing.logger.addHandler(handler)
+    level, timing.logger.level = timing.logger.level, logging.INFO
+    try:
+        config = training.TrainConfig(num_epochs=3, batch_size=4, lr=1e-3, progress=False)
+        training.fit(model, splits["train"], splits["val"], config)
+    finally:
+        timing.logger.removeHandler(handler)
+        timing.logger.level = level
+    lines = stream.getvalue().splitlines()
+    total = 3 * training.steps_per_epoch(splits["train"], 4)
+    assert len(lines) == 1 and lines[0].startswith("Expected time for training on cpu: about "), lines
+    assert f"({total} steps x " in lines[0]

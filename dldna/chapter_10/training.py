@@ -53,6 +53,7 @@ from dldna.data.cache import CachedSplit, cached_split
 from dldna.loaders import profile_sizes
 from dldna.registry import Registry
 from dldna.runtime import Runtime, select_device
+from dldna.timing import ExpectedRunTime
 
 logger = logging.getLogger(__name__)
 
@@ -407,7 +408,8 @@ def _train_batches(
     return (batch for batch in batches if batch[0].shape[0] >= 2)
 
 
-def _steps_per_epoch(train_data: CachedSplit | Iterable, batch_size: int) -> int | None:
+def steps_per_epoch(train_data: CachedSplit | Iterable, batch_size: int) -> int | None:
+    """Optimisation steps one epoch of ``fit`` takes (``None``: an iterable of unknown length)."""
     if isinstance(train_data, CachedSplit):
         return train_data.num_images // batch_size + int(train_data.num_images % batch_size >= 2)
     return len(train_data) if hasattr(train_data, "__len__") else None
@@ -617,6 +619,7 @@ def fit(
     val_split: CachedSplit,
     config: TrainConfig | None = None,
     device: torch.device | str | None = None,
+    expected_time: ExpectedRunTime | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` and evaluate it after every epoch; return one history row per epoch.
 
@@ -630,6 +633,10 @@ def fit(
     Columns: ``epoch, train_loss, val_loss, i2t_R@K..., t2i_R@K..., mean_recall,
     temperature, seconds, pairs_per_s``. When ``config.checkpoint_path`` is set, the
     epoch with the best ``config.monitor`` is saved there.
+
+    The first steps are timed and the expected training time is announced
+    (:class:`~dldna.timing.ExpectedRunTime`); pass ``expected_time`` to count these steps
+    into a larger run's announcement instead (the ablation's versions share one).
     """
     if not isinstance(model, RetrievalModel):
         raise TypeError(f"model must be a RetrievalModel (embed_images/embed_texts/score); got {type(model).__name__}.")
@@ -642,11 +649,13 @@ def fit(
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config.lr, config.weight_decay, fused=speed.fused_optimizer)
     scaler = speed.grad_scaler(device)
-    steps_per_epoch = _steps_per_epoch(train_data, config.batch_size)
+    n_steps_epoch = steps_per_epoch(train_data, config.batch_size)  # None: unknown
     scheduler = make_scheduler(
-        optimizer, config.lr_schedule, steps_per_epoch and steps_per_epoch * config.num_epochs, config.warmup_steps
+        optimizer, config.lr_schedule, n_steps_epoch and n_steps_epoch * config.num_epochs, config.warmup_steps
     )
     generator = torch.Generator().manual_seed(config.seed)
+    if expected_time is None and n_steps_epoch:
+        expected_time = ExpectedRunTime(n_steps_epoch * config.num_epochs, "training", device)
 
     history: list[dict[str, Any]] = []
     best: float | None = None
@@ -655,13 +664,15 @@ def fit(
         started = time.perf_counter()
         batches = _train_batches(train_data, config.batch_size, device, generator)
         bar = tqdm(
-            batches, total=steps_per_epoch, desc=f"Epoch {epoch}/{config.num_epochs}", disable=not config.progress
+            batches, total=n_steps_epoch, desc=f"Epoch {epoch}/{config.num_epochs}", disable=not config.progress
         )
         running = torch.zeros((), device=device)
         n_steps = n_pairs = 0
         for batch in bar:
             running += train_step(model, optimizer, batch, device, speed, config.grad_clip, scaler)
             scheduler.step()
+            if expected_time is not None:
+                expected_time.tick()
             n_steps += 1
             n_pairs += batch[0].shape[0]
             if n_steps % config.check_every == 0:

@@ -33,8 +33,9 @@ from dldna import checkpoint
 from dldna.chapter_10.encoders import ImageTower, TextTower
 from dldna.chapter_10.mm.model import ImageTextMatchingModel, build_model
 from dldna.chapter_10.multimodal_embedding import MultimodalEmbedding
-from dldna.chapter_10.training import TrainConfig, fit, trim_padding
+from dldna.chapter_10.training import TrainConfig, fit, steps_per_epoch, trim_padding
 from dldna.data.cache import CachedSplit
+from dldna.timing import ExpectedRunTime
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +159,9 @@ def pretrain_encoders(
     Returns the last history row (validation loss and Recall@K of the dual encoder).
     """
     dual = MultimodalEmbedding(ImageTower(backbone, dim), TextTower(text_encoder, dim))
-    history = fit(dual, train_split, val_split, config, device)
+    steps = steps_per_epoch(train_split, config.batch_size) * config.num_epochs
+    expected = ExpectedRunTime(steps, "encoder pre-training", device)
+    history = fit(dual, train_split, val_split, config, device, expected_time=expected)
     return history.iloc[-1].to_dict()
 
 

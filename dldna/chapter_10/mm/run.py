@@ -53,10 +53,18 @@ from dldna.chapter_10.mm.model import (
     check_versions,
     save_checkpoint,
 )
-from dldna.chapter_10.training import Speedups, TrainConfig, TrainingDivergedError, evaluate, fit
+from dldna.chapter_10.training import (
+    Speedups,
+    TrainConfig,
+    TrainingDivergedError,
+    evaluate,
+    fit,
+    steps_per_epoch,
+)
 from dldna.data.cache import CachedSplit, cached_split
 from dldna.data.flickr8k import Flickr8kDataset, load_or_create_split, read_captions
 from dldna.runtime import Runtime, seed_everything, setup
+from dldna.timing import ExpectedRunTime
 
 logger = logging.getLogger(__name__)
 
@@ -378,7 +386,7 @@ def _count(module: torch.nn.Module) -> int:
 
 def _train_one(
     version: str, mode: str, seed: int, config: RunConfig, data: _Prepared, runtime: Runtime, output_dir: Path,
-    progress: bool,
+    progress: bool, expected_time: ExpectedRunTime | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train, evaluate and save one version; return its result row."""
     seed_everything(seed)  # same start for every version, resumed or not
@@ -401,7 +409,8 @@ def _train_one(
                      "channels_last": speed.channels_last, "fused_optimizer": speed.fused_optimizer},
     }  # fmt: skip
     try:
-        history = fit(model, data.train, val, config.train_config(seed, progress), runtime.device)
+        train_config = config.train_config(seed, progress)
+        history = fit(model, data.train, val, train_config, runtime.device, expected_time)
         rows = history.to_dict("records")
     except TrainingDivergedError as exc:
         logger.warning("%s (%s, seed %d) diverged at %s", version, mode, seed, exc.where)
@@ -494,6 +503,8 @@ def run_training(
     data = _prepare(plan, runtime, config, seed, image_dir, caption_file, Path(output_dir)) if pending else None
 
     rows: list[dict[str, Any]] = []
+    steps = len(pending) * config.epochs * (steps_per_epoch(data.train, config.batch_size) if data else 0)
+    expected = ExpectedRunTime(steps, f"training {len(pending)} version(s)", runtime.device)
     bar = tqdm(versions, desc=f"{mode} seed {seed}", unit="version", disable=not progress)
     for version in bar:
         if finished[version] is not None:
@@ -501,7 +512,8 @@ def run_training(
             rows.append(finished[version])
             continue
         bar.set_postfix(version=version)
-        row = _finite(_train_one(version, mode, seed, config, data, runtime, Path(output_dir), progress=False))
+        row = _train_one(version, mode, seed, config, data, runtime, Path(output_dir), False, expected)
+        row = _finite(row)
         row.update(fingerprint=fingerprint, run_config=config.training_fields())
         atomic_write_json(result_path(output_dir, mode, seed, version), row)  # last: its presence means done
         logger.info(
