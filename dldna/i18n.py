@@ -412,6 +412,8 @@ def syntax(text: str) -> dict[str, list[str]]:
         "roles": sorted(name for name, _ in ROLE.findall(text)),
         "cite keys": cites,
         "directives": [m.group(1) for line in text.split("\n") if (m := DIRECTIVE.match(line))],
+        # every line that opens or closes a directive or a code block, in order
+        "fences": [m.group(2) for line in text.split("\n") if (m := FENCE.match(line))],
         "labels": sorted(LABEL.findall(text)),
         "math": sorted(m.strip() for m in MATH_BLOCK.findall(text) + MATH_INLINE.findall(text)),
     }
