@@ -11,7 +11,7 @@ export DLDNA_PROFILE ?= smoke
 export DLDNA_DATA_DIR ?= $(CURDIR)/data
 export PYTHONHASHSEED ?= 0
 
-.PHONY: book test install data web-assets unit gpu-check-small notebooks book-strict browser-check clean \
+.PHONY: book test install data web-assets unit gpu-check-small notebooks book-strict browser-check chromium jupyterlab-check clean \
 	notebooks-full book-full book-full-mirror test-transformers4 standalone-check
 
 install: $(STAMP)
@@ -44,11 +44,18 @@ book-strict: data web-assets
 # Headless Chromium (Debian package `chromium`) opens the built pages, with fonts for the
 # Korean and Chinese editions (`fonts-noto-cjk`); installed here when missing and running
 # as root.
-browser-check: book-strict
+chromium:
 	@{ test -x /usr/bin/chromium && fc-list :lang=ko | grep -q . && fc-list :lang=zh-cn | grep -q .; } || \
 		[ "$$(id -u)" != 0 ] || (apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk)
+
+browser-check: book-strict chromium
 	$(BIN)/python scripts/browser_check.py _build/html
+
+# Every notebook of every edition opened in JupyterLab (with jupyterlab-myst, from the book
+# extra) in headless Chromium: each markdown cell rendered, no raw MyST role or directive.
+jupyterlab-check: install chromium
+	$(BIN)/python scripts/jupyterlab_check.py --lang en ko zh
 
 # The GPU check's small CPU run: the same script that measures throughput on a GPU.
 gpu-check-small: install
@@ -106,7 +113,7 @@ standalone-check: install
 	$(BIN)/python scripts/standalone_check.py $(STANDALONE_NOTEBOOKS)
 
 test: unit gpu-check-small notebooks book-strict browser-check \
-	standalone-check
+	jupyterlab-check standalone-check
 
 clean:
 	rm -rf _build

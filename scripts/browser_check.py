@@ -256,10 +256,10 @@ class Chromium:
                 command, capture_output=True, text=True, timeout=self.timeout_s, check=False
             )
 
-    def dump_dom(self, url: str) -> str:
+    def dump_dom(self, url: str, virtual_time_ms: int = VIRTUAL_TIME_MS) -> str:
         """The DOM after the page's scripts ran, serialized as HTML."""
         result = self._run(
-            [f"--virtual-time-budget={VIRTUAL_TIME_MS}", f"--window-size={WINDOW}", "--dump-dom"],
+            [f"--virtual-time-budget={virtual_time_ms}", f"--window-size={WINDOW}", "--dump-dom"],
             url,
         )
         if result.returncode != 0 or "<html" not in result.stdout:
