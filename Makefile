@@ -88,6 +88,7 @@ book-full-mirror: notebooks-full web-assets
 TF4_VENV ?= .venv-tf4
 TF4_STAMP := $(TF4_VENV)/.dldna-installed
 TF4_NOTEBOOKS ?= notebooks/en/10_02_captioning_and_vqa.ipynb notebooks/en/10_03_fusion.ipynb \
+	notebooks/en/10_04_multimodal_embedding.ipynb notebooks/en/10_08_clip.ipynb \
 	notebooks/en/10_10_exercises.ipynb
 # The unit tests that touch transformers (make test-transformers4 TF4_TESTS=tests: all).
 TF4_TESTS ?= tests/test_loaders.py tests/test_full_profile.py tests/test_encoders.py \
@@ -113,7 +114,7 @@ standalone-check: install
 	$(BIN)/python scripts/standalone_check.py $(STANDALONE_NOTEBOOKS)
 
 test: unit gpu-check-small notebooks book-strict browser-check \
-	jupyterlab-check standalone-check
+	jupyterlab-check standalone-check book-full-mirror test-transformers4
 
 clean:
 	rm -rf _build
