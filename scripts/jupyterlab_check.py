@@ -3,7 +3,7 @@
 
 The notebooks' markdown is MyST: ``{cite}`` roles, ``:::{note}`` and ``:::{dropdown}``
 directives. The site renders them, and in JupyterLab the ``jupyterlab-myst`` extension
-(in the ``colab``/``all`` extras, next to JupyterLab) does. This script starts JupyterLab
+(in the ``book`` extra, next to JupyterLab) does. This script starts JupyterLab
 on a loopback port over a temporary copy of ``notebooks/`` (nothing it opens can touch
 the tracked files), opens each notebook in Chromium with the notebook's windowing turned
 off (every cell in the DOM, not only those on screen), and checks the rendered DOM:
@@ -41,8 +41,8 @@ from browser_check import INSTALL_HINT, NO_TEXT_TAGS, Chromium, Element, parse_h
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-# JupyterLab builds the notebook and then renders markdown asynchronously: real time, as
-# virtual time does not wait for the kernel-less server round trips.
+# Chromium's virtual-time budget for one notebook: an upper bound. JupyterLab's loading,
+# not this budget, sets how long a page takes (12 s and 40 s budgets took the same time).
 VIRTUAL_TIME_MS = 40000
 # What rendered prose must not contain: a role with its key (`{cite}` then inline code),
 # a directive fence, or the name of a role/directive the notebooks use between braces.
