@@ -6,7 +6,9 @@ class** in every profile:
 * ``full`` (online): the pretrained weights, by the ids in :data:`MODEL_IDS` and
   :data:`TORCHVISION_WEIGHTS` (the one table of ids in the package);
 * ``full`` with ``DLDNA_RANDOM_WEIGHTS=1``: the full-size architecture, random weights;
-* ``smoke``: a tiny configuration of the same class, random weights.
+* ``smoke``: a tiny configuration of the same class, random weights; for BLIP, ViLT and
+  CLIP, small models of the same classes trained on synthetic scenes
+  (:mod:`dldna.scene_models`, committed with the package).
 
 Processors and tokenizers are built locally for the synthetic profiles: a WordPiece or
 byte-level BPE vocabulary is trained with ``tokenizers`` on captions and wrapped in the
@@ -212,6 +214,9 @@ class HubSpec:
     tokenizer: Callable[[], Any]
     config: Callable[[Any, bool], transformers.PretrainedConfig]
     processor: Callable[[Any, bool], Any]
+    #: The model of :mod:`dldna.scene_models` the smoke profile loads instead of random
+    #: weights: the same class, trained on synthetic scenes.
+    scene_model: str | None = None
 
     @property
     def repo_id(self) -> str:
@@ -304,11 +309,11 @@ HUB_SPECS: dict[str, HubSpec] = {
     spec.key: spec
     for spec in (
         HubSpec("blip_captioning", transformers.BlipForConditionalGeneration, transformers.BlipProcessor,
-                _cached_wordpiece, _blip_config, _blip_processor),
+                _cached_wordpiece, _blip_config, _blip_processor, scene_model="blip"),
         HubSpec("vilt_vqa", transformers.ViltForQuestionAnswering, transformers.ViltProcessor,
-                _cached_wordpiece, _vilt_config, _vilt_processor),
+                _cached_wordpiece, _vilt_config, _vilt_processor, scene_model="vilt"),
         HubSpec("clip", transformers.CLIPModel, transformers.CLIPProcessor,
-                _cached_bpe, _clip_config, _clip_processor),
+                _cached_bpe, _clip_config, _clip_processor, scene_model="clip"),
         HubSpec("vit_in21k", transformers.ViTModel, transformers.ViTImageProcessor,
                 lambda: None, _vit_config, _vit_processor),
         HubSpec("bert", transformers.BertModel, transformers.BertTokenizerFast,
@@ -360,6 +365,10 @@ def load_hub_model(key: str, runtime: Runtime, tokenizer=None) -> tuple[nn.Modul
     if key not in HUB_SPECS:
         raise KeyError(f"Unknown model {key!r}; known: {', '.join(HUB_SPECS)}")
     spec = HUB_SPECS[key]
+    if runtime.smoke and spec.scene_model is not None and tokenizer is None:
+        from .scene_models import load_scene_model
+
+        return load_scene_model(spec.scene_model, device=runtime.device)
     if runtime.synthetic:
         tokenizer = tokenizer if tokenizer is not None else spec.tokenizer()
         model = spec.model_class(spec.config(tokenizer, runtime.smoke))
@@ -375,6 +384,11 @@ def model_source(key: str, runtime: Runtime) -> str:
     repo_id = MODEL_IDS.get(key) or TORCHVISION_WEIGHTS[key]
     if not runtime.synthetic:
         return f"{repo_id} (pretrained)"
+    spec = HUB_SPECS.get(key)
+    if runtime.smoke and spec is not None and spec.scene_model is not None:
+        from .weights import training_seconds
+
+        return f"small model trained for {training_seconds():.0f} s on synthetic scenes (stands in for {repo_id})"
     size = "tiny configuration" if runtime.smoke else "full-size architecture"
     return f"{size}, random weights (stands in for {repo_id})"
 

@@ -123,14 +123,29 @@ class Runtime:
     def banner(self) -> str:
         if self.smoke:
             what = "tiny models built from their configs"
+            trained = _scene_models_note()
         else:
-            what = "full-size architectures"
+            what, trained = "full-size architectures", ""
         return (
             f"dldna profile={self.profile}{' (offline)' if self.offline else ''}: "
-            f"{what} with RANDOM weights and SYNTHETIC data. Outputs show that the code "
-            "runs; they are not the real models' answers. Run with profile='full' and "
+            f"{what} with RANDOM weights and SYNTHETIC data{trained}. Outputs show that the "
+            "code runs; they are not the real models' answers. Run with profile='full' and "
             "internet access for the pretrained models and real datasets."
         )
+
+
+def _scene_models_note() -> str:
+    """What the smoke profile's BLIP, ViLT and CLIP are, from their ``training.json``."""
+    from .weights import training_seconds
+
+    try:
+        seconds = training_seconds()
+    except (FileNotFoundError, KeyError, ValueError):
+        return ""
+    return (
+        f"; BLIP, ViLT and CLIP are small models trained for {seconds:.0f} s on synthetic scenes"
+        " (held-out scenes are what they can describe)"
+    )
 
 
 #: The largest seed NumPy accepts (``np.random.seed`` takes 32-bit seeds).

@@ -64,12 +64,34 @@ def test_blip_captions_in_smoke(smoke, cat):
 
 
 def test_vilt_answers_from_its_label_set(smoke, cat):
+    from dldna.data.vqa import ANSWERS
+
     model, processor = loaders.load_vilt_vqa(smoke)
     assert type(model) is transformers.ViltForQuestionAnswering
-    enc = processor(images=cat, text="How many cats are in the image?", return_tensors="pt")
+    enc = processor(images=cat, text="How many shapes are there?", return_tensors="pt")
     logits = model(**enc).logits
-    assert logits.shape == (1, len(loaders.SMOKE_VQA_ANSWERS))
-    assert model.config.id2label[int(logits.argmax())] in loaders.SMOKE_VQA_ANSWERS
+    assert logits.shape == (1, len(ANSWERS))  # the synthetic questions' answer vocabulary
+    assert model.config.id2label[int(logits.argmax())] in ANSWERS
+
+
+@pytest.mark.parametrize("key", ["blip_captioning", "vilt_vqa", "clip"])
+def test_smoke_loads_the_models_trained_on_scenes(smoke, key):
+    from dldna.weights import training_seconds
+
+    model, _ = loaders.load_hub_model(key, smoke)
+    assert not model.training
+    source = loaders.model_source(key, smoke)
+    assert f"trained for {training_seconds():.0f} s on synthetic scenes" in source
+    assert loaders.MODEL_IDS[key] in source
+
+
+def test_smoke_banner_says_what_the_trained_models_are():
+    assert "small models trained for" in rt.Runtime(profile="smoke").banner
+    assert "trained for" not in rt.Runtime(profile="full", offline=True).banner
+
+
+def test_bert_keeps_random_weights_in_smoke(smoke):
+    assert loaders.model_source("bert", smoke).startswith("tiny configuration, random weights")
 
 
 def test_clip_scores_texts_against_an_image(smoke, cat):

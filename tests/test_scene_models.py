@@ -85,3 +85,43 @@ def test_zero_shot_candidates_are_distinct_with_the_right_one_first():
     records = render_scene_set(range(30)).records
     for record, candidates in zip(records, zero_shot_candidates(records, 10)):
         assert len(candidates) == len(set(candidates)) == 10
+
+
+def test_stand_in_scene_is_a_held_out_scene_in_smoke_only():
+    from dldna.data.images import SAMPLE_IMAGES, sample_image, sample_scene_record
+    from dldna.runtime import Runtime
+    from dldna.scene_models.evaluate import held_out_sets
+
+    smoke = Runtime(profile="smoke")
+    test_names = set(held_out_sets().get("test").names)
+    for name, sample in SAMPLE_IMAGES.items():
+        record = sample_scene_record(name)
+        assert record["image"] in test_names and len(record["objects"]) == sample.scene[0]
+        assert sample_image(name, smoke, stand_in="scene").size == (scene_models.IMAGE_SIZE,) * 2
+    assert sample_scene_record("coco_632") != sample_scene_record("coco_139")
+    photo = sample_image("coco_632", Runtime(profile="full", offline=True), stand_in="scene")
+    assert photo.size != (scene_models.IMAGE_SIZE,) * 2  # random full-size models: the photo
+    with pytest.raises(ValueError, match="stand_in = 'video' is not allowed"):
+        sample_image("coco_632", smoke, stand_in="video")
+
+
+def test_near_misses_change_one_attribute_of_one_object():
+    from dldna.scene_models.evaluate import describe, near_miss_captions
+
+    record = {"objects": [{"colour": "red", "shape": "square"}, {"colour": "blue", "shape": "circle"}]}
+    right, colour, shape = near_miss_captions(record)
+    assert right == describe(record) == "a red square and a blue circle"
+    assert colour == "an orange square and a blue circle" and shape == "a red circle and a blue circle"
+
+
+def test_committed_weights_reach_their_floors():
+    """The models the smoke profile loads, measured as the notebooks measure them."""
+    from dldna.scene_models.evaluate import evaluate_all
+    from dldna.weights import training_record
+
+    record = training_record()
+    figures = evaluate_all(scene_models.WEIGHTS_DIR, limit=128)
+    check_floors(floor_figures(figures), params={"eval_scenes": 128})
+    assert floor_figures(figures) == pytest.approx(floor_figures(record["figures"]), abs=0.02)
+    assert record["data"]["generator_version"] == shapes.GENERATOR_VERSION
+    assert record["training_seconds"] > 0 and record["command"].startswith("python -m dldna.scene_models")

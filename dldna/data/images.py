@@ -33,14 +33,18 @@ class SampleImage:
     url: str
     description: str
     offline: str  # name of a function in skimage.data
+    #: The held-out synthetic scene that stands in for the photo next to the models trained
+    #: on scenes (smoke profile, ``stand_in="scene"``): the ``k``-th test scene with ``n``
+    #: objects, as ``(n, k)``.
+    scene: tuple[int, int] = (2, 0)
 
 
 SAMPLE_IMAGES: dict[str, SampleImage] = {
     "coco_632": SampleImage(
-        f"http://{COCO_HOST}/val2017/000000000632.jpg", "a bedroom (COCO val2017 #632)", "coffee"
+        f"http://{COCO_HOST}/val2017/000000000632.jpg", "a bedroom (COCO val2017 #632)", "coffee", (3, 0)
     ),
     "coco_139": SampleImage(
-        f"http://{COCO_HOST}/val2017/000000000139.jpg", "a living room (COCO val2017 #139)", "astronaut"
+        f"http://{COCO_HOST}/val2017/000000000139.jpg", "a living room (COCO val2017 #139)", "astronaut", (3, 1)
     ),
     "coco_39769": SampleImage(
         f"http://{COCO_HOST}/val2017/000000039769.jpg", "two cats on a couch (COCO val2017 #39769)", "chelsea"
@@ -72,11 +76,26 @@ def _open_verified(path: Path) -> Image.Image:
         raise CorruptImageError(f"Cannot decode the photo {path} ({exc}). Delete it and run again.") from None
 
 
-def sample_image(name: str, runtime: Runtime) -> Image.Image:
-    """Return the example photo ``name`` of :data:`SAMPLE_IMAGES` as an RGB image."""
+#: What replaces a photo in the synthetic profiles: a scikit-image photo, or (smoke only)
+#: a held-out synthetic scene, for the models trained on scenes (:mod:`dldna.scene_models`).
+STAND_INS = ("photo", "scene")
+
+
+def sample_image(name: str, runtime: Runtime, stand_in: str = "photo") -> Image.Image:
+    """Return the example photo ``name`` of :data:`SAMPLE_IMAGES` as an RGB image.
+
+    ``stand_in="scene"`` asks, in the smoke profile, for the held-out scene
+    :attr:`SampleImage.scene` instead of a scikit-image photo: what the
+    smoke profile's BLIP, ViLT and CLIP were trained to see (:func:`sample_scene_record`
+    gives its description).
+    """
     if name not in SAMPLE_IMAGES:
         raise KeyError(f"Unknown sample image {name!r}; known: {', '.join(SAMPLE_IMAGES)}")
+    if stand_in not in STAND_INS:
+        raise ValueError(f"stand_in = {stand_in!r} is not allowed: use one of {', '.join(map(repr, STAND_INS))}.")
     sample = SAMPLE_IMAGES[name]
+    if runtime.smoke and stand_in == "scene":
+        return _stand_in_scene(name)[0]
     if runtime.synthetic:
         return offline_photo(sample.offline)
     candidates = local_copies(name)
@@ -95,3 +114,17 @@ def sample_image(name: str, runtime: Runtime) -> Image.Image:
     image = _open_verified(partial)  # verified before it takes the final name
     partial.replace(path)
     return image
+
+
+def _stand_in_scene(name: str) -> tuple[Image.Image, dict]:
+    """The held-out scene (test split) that stands in for photo ``name``."""
+    from ..scene_models.evaluate import held_out_scene
+
+    return held_out_scene(*SAMPLE_IMAGES[name].scene)
+
+
+def sample_scene_record(name: str) -> dict:
+    """The ``scenes.jsonl`` record of the scene that stands in for photo ``name``."""
+    if name not in SAMPLE_IMAGES:
+        raise KeyError(f"Unknown sample image {name!r}; known: {', '.join(SAMPLE_IMAGES)}")
+    return _stand_in_scene(name)[1]

@@ -15,6 +15,7 @@ separately, on scenes that show held-out colour x shape pairs.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections import Counter
@@ -172,6 +173,24 @@ def held_out_sets(n_images: int | None = None, limit: int | None = None, seed: i
     return {"test": render_scene_set(test[:limit]), "pairs": render_scene_set(list(pairs)[:limit], zero_shot=True)}
 
 
+@functools.lru_cache(maxsize=8)
+def held_out_scene(n_objects: int, rank: int = 0, seed: int = 0) -> tuple[Image.Image, dict]:
+    """Scene ``rank`` (from 0) of the test split with ``n_objects`` objects: image and record."""
+    from dldna.data.flickr8k import image_level_split
+
+    from . import SCENE_IMAGES
+
+    names = [shapes.image_name(0, i) for i in range(SCENE_IMAGES)]
+    index = {n: i for i, n in enumerate(names)}
+    for name in image_level_split(names, seed=seed)["test"]:
+        _, scene, _ = shapes.make_example(0, index[name])
+        if len(scene.objects) == n_objects and rank == 0:
+            scenes = render_scene_set([index[name]])
+            return scenes.images()[0], scenes.records[0]
+        rank -= len(scene.objects) == n_objects
+    raise ValueError(f"No held-out scene {rank} with {n_objects} objects (scenes have 1 to 3).")
+
+
 def train_records(n_images: int | None = None, seed: int = 0) -> list[dict]:
     """Scene records of the training images (no rendering): what the baselines are fitted on."""
     from dldna.data.flickr8k import image_level_split
@@ -188,9 +207,14 @@ def train_records(n_images: int | None = None, seed: int = 0) -> list[dict]:
     return out
 
 
-def evaluate_models(models: dict, n_images: int | None = None, limit: int | None = None, seed: int = 0) -> dict:
-    """Figures of the models in ``models`` (``{"blip": (model, processor), ...}``) on held-out scenes."""
-    sets = held_out_sets(n_images, limit, seed)
+def evaluate_models(models: dict, n_images: int | None = None, limit: int | None = None, seed: int = 0,
+                    sets: dict[str, SceneSet] | None = None) -> dict:
+    """Figures of the models in ``models`` (``{"blip": (model, processor), ...}``) on held-out scenes.
+
+    ``sets`` are the scenes of :func:`held_out_sets` when already rendered.
+    """
+    sets = sets if sets is not None else held_out_sets(n_images, limit, seed)
+    limit = len(sets["test"])
     train = train_records(n_images, seed)
     figures: dict = {"limit": limit, "seed": seed}
     if "blip" in models:
@@ -205,11 +229,16 @@ def evaluate_models(models: dict, n_images: int | None = None, limit: int | None
         model, processor = models["vilt"]
         figures["vqa"] = {key: vqa_accuracy(model, processor, scenes, scene_examples(scenes.records, seed))
                           for key, scenes in sets.items()}
-        baseline = majority_baseline(scene_examples(train, seed), scene_examples(sets["test"].records, seed))
-        figures["vqa"]["test"]["baseline"] = round(baseline, 4)
+        train_q, test_q = scene_examples(train, seed), scene_examples(sets["test"].records, seed)
+        figures["vqa"]["test"]["baseline"] = round(majority_baseline(train_q, test_q), 4)
+        figures["vqa"]["test"]["baseline_per_type"] = {
+            t: round(majority_baseline(train_q, [q for q in test_q if q.question_type == t]), 4)
+            for t in QUESTION_TYPES if any(q.question_type == t for q in test_q)
+        }
     if "clip" in models:
         model, processor = models["clip"]
         figures["clip"] = {key: clip_zero_shot(model, processor, scenes, seed=seed) for key, scenes in sets.items()}
+        figures["clip"]["test"]["chance"] = round(1 / figures["clip"]["test"]["candidates"], 4)
     return figures
 
 
@@ -234,3 +263,50 @@ def evaluate_all(weights_dir: str | Path, seed: int = 0, n_images: int | None = 
 
     models = {name: load_scene_model(name, weights_dir) for name in MODEL_NAMES}
     return evaluate_models(models, n_images, limit, seed)
+
+
+def near_miss_captions(record: dict) -> list[str]:
+    """A scene's description, then one with a colour changed and one with a shape changed.
+
+    The wrong ones differ from the scene in one attribute of one object, so choosing the
+    right one takes binding colour to shape, not spotting words.
+    """
+    objects = record["objects"]
+    present = {(o["colour"], o["shape"]) for o in objects}
+    changed = []
+    for attribute, values in (("colour", shapes.COLOURS), ("shape", shapes.SHAPES)):
+        obj = objects[0]
+        other = next(v for v in values if v != obj[attribute]
+                     and ({**obj, attribute: v}["colour"], {**obj, attribute: v}["shape"]) not in present)
+        changed.append(describe({"objects": [{**obj, attribute: other}, *objects[1:]]}))
+    return [describe(record), *changed]
+
+
+_TABLE_ROWS = {  # task -> (model, [(figure, path in a subset's figures, path of the baseline)])
+    "captioning": ("BLIP", [("every object named (colour and shape)", ("objects",), ("baseline", "objects")),
+                            ("every colour named", ("colours",), ("baseline", "colours"))]),
+    "vqa": ("ViLT", [("VQA accuracy", ("accuracy",), ("baseline",)),
+                     *((f"{t} questions", ("per_type", t), ("baseline_per_type", t)) for t in QUESTION_TYPES)]),
+    "clip": ("CLIP", [("zero-shot top-1 of 10 captions", ("top1",), ("chance",))]),
+}
+
+
+def _at(tree: dict, path: Sequence[str]):
+    for key in path:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def figures_table(figures: dict):
+    """:func:`evaluate_models`' figures as a table: held-out images, held-out pairs, baseline."""
+    import pandas as pd
+
+    rows = []
+    for task, (model, specs) in _TABLE_ROWS.items():
+        for name, path, baseline in specs if task in figures else ():
+            rows.append({"model": model, "figure": name, "held-out images": _at(figures[task]["test"], path),
+                         "held-out colour x shape pairs": _at(figures[task]["pairs"], path),
+                         "baseline": _at(figures[task]["test"], baseline)})
+    return pd.DataFrame(rows).set_index(["model", "figure"])
