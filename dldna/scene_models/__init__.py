@@ -30,10 +30,12 @@ show held-out colour x shape pairs) is in :mod:`dldna.scene_models.evaluate`; th
 the models must reach are in :mod:`dldna.floors`.
 
 Cost, measured (seed 0, one thread, with seed 1 training beside it on a two-core
-machine): the tower's 12,000 steps took 409 s, BLIP's 4,000 steps 100 s, ViLT's 8,000
-steps 609 s and CLIP's 2,000 steps 29 s, 19 minutes in all, which is why the weights are
-committed rather than trained by ``make data``. ``--steps-scale 0.01`` runs every stage
-for a few steps, as the tests do, and ``--evaluate-only`` measures models already trained.
+machine): the tower's 12,000 steps took 409 s, BLIP's 4,000 steps 100 s, CLIP's 2,000
+steps 29 s and ViLT's 16,000 steps 1,893 s (about 0.075 s a step, slower while other
+work shared the cores; half as many steps reached 0.56 instead of 0.63 VQA accuracy),
+which is why the weights are committed rather than trained by ``make data``.
+``--steps-scale 0.01`` runs every stage for a few steps, as the tests do, and
+``--evaluate-only`` measures models already trained.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class TrainConfig:
     warmup: int = 50
     tower_steps: int = 12000
     blip_steps: int = 4000
-    vilt_steps: int = 8000
+    vilt_steps: int = 16000
     clip_steps: int = 2000
     prompt_prob: float = 0.2  # share of training captions prefixed with PROMPT
     threads: int = 1
