@@ -120,11 +120,11 @@ def _stand_in_scene(name: str) -> tuple[Image.Image, dict]:
     """The held-out scene (test split) that stands in for photo ``name``."""
     from ..scene_models.evaluate import held_out_scene
 
+    if name not in SAMPLE_IMAGES:
+        raise KeyError(f"Unknown sample image {name!r}; known: {', '.join(SAMPLE_IMAGES)}")
     return held_out_scene(*SAMPLE_IMAGES[name].scene)
 
 
 def sample_scene_record(name: str) -> dict:
     """The ``scenes.jsonl`` record of the scene that stands in for photo ``name``."""
-    if name not in SAMPLE_IMAGES:
-        raise KeyError(f"Unknown sample image {name!r}; known: {', '.join(SAMPLE_IMAGES)}")
     return _stand_in_scene(name)[1]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -156,19 +157,27 @@ def render_scene_set(indices: Sequence[int], seed: int = 0, zero_shot: bool = Fa
     return SceneSet(names, torch.stack(pixels), records, captions)
 
 
+def split_indices(part: str, n_images: int | None = None, seed: int = 0) -> list[int]:
+    """Indices of the training folder's images in ``part`` (``train``, ``val`` or ``test``) of
+    the seeded image-level split the captions use, in the split's order."""
+    from dldna.data.flickr8k import image_level_split
+
+    from . import SCENE_IMAGES
+
+    names = [shapes.image_name(0, i) for i in range(n_images or SCENE_IMAGES)]
+    index = {n: i for i, n in enumerate(names)}
+    return [index[n] for n in image_level_split(names, seed=seed)[part]]
+
+
 def held_out_sets(n_images: int | None = None, limit: int | None = None, seed: int = 0) -> dict[str, SceneSet]:
     """``test``: held-out images of the training folder (its test split, the same seeded
     image-level split as the captions); ``pairs``: scenes with held-out colour x shape pairs.
 
     Rendered in memory from the generator (identical to the files), so no folder is needed.
     """
-    from dldna.data.flickr8k import image_level_split
+    from . import ZERO_SHOT_IMAGES
 
-    from . import SCENE_IMAGES, ZERO_SHOT_IMAGES
-
-    names = [shapes.image_name(0, i) for i in range(n_images or SCENE_IMAGES)]
-    index = {n: i for i, n in enumerate(names)}
-    test = [index[n] for n in image_level_split(names, seed=seed)["test"]]
+    test = split_indices("test", n_images, seed)
     pairs = range(ZERO_SHOT_IMAGES)
     return {"test": render_scene_set(test[:limit]), "pairs": render_scene_set(list(pairs)[:limit], zero_shot=True)}
 
@@ -176,35 +185,21 @@ def held_out_sets(n_images: int | None = None, limit: int | None = None, seed: i
 @functools.lru_cache(maxsize=8)
 def held_out_scene(n_objects: int, rank: int = 0, seed: int = 0) -> tuple[Image.Image, dict]:
     """Scene ``rank`` (from 0) of the test split with ``n_objects`` objects: image and record."""
-    from dldna.data.flickr8k import image_level_split
-
-    from . import SCENE_IMAGES
-
-    names = [shapes.image_name(0, i) for i in range(SCENE_IMAGES)]
-    index = {n: i for i, n in enumerate(names)}
-    for name in image_level_split(names, seed=seed)["test"]:
-        _, scene, _ = shapes.make_example(0, index[name])
-        if len(scene.objects) == n_objects and rank == 0:
-            scenes = render_scene_set([index[name]])
-            return scenes.images()[0], scenes.records[0]
-        rank -= len(scene.objects) == n_objects
-    raise ValueError(f"No held-out scene {rank} with {n_objects} objects (scenes have 1 to 3).")
+    matching = (i for i in split_indices("test", seed=seed) if len(shapes.make_example(0, i)[1].objects) == n_objects)
+    index = next(itertools.islice(matching, rank, None), None)
+    if index is None:
+        raise ValueError(f"No held-out scene {rank} with {n_objects} objects (scenes have 1 to 3).")
+    scenes = render_scene_set([index])
+    return scenes.images()[0], scenes.records[0]
 
 
 def train_records(n_images: int | None = None, seed: int = 0) -> list[dict]:
     """Scene records of the training images (no rendering): what the baselines are fitted on."""
-    from dldna.data.flickr8k import image_level_split
-
-    from . import SCENE_IMAGES
-
-    names = [shapes.image_name(0, i) for i in range(n_images or SCENE_IMAGES)]
-    train = set(image_level_split(names, seed=seed)["train"])
-    out = []
-    for i, name in enumerate(names):
-        if name in train:
-            _, scene, _ = shapes.make_example(0, i)
-            out.append(shapes.scene_record(name, scene))
-    return out
+    records = []
+    for i in sorted(split_indices("train", n_images, seed)):
+        _, scene, _ = shapes.make_example(0, i)
+        records.append(shapes.scene_record(shapes.image_name(0, i), scene))
+    return records
 
 
 def evaluate_models(models: dict, n_images: int | None = None, limit: int | None = None, seed: int = 0,
@@ -275,10 +270,9 @@ def near_miss_captions(record: dict) -> list[str]:
     present = {(o["colour"], o["shape"]) for o in objects}
     changed = []
     for attribute, values in (("colour", shapes.COLOURS), ("shape", shapes.SHAPES)):
-        obj = objects[0]
-        other = next(v for v in values if v != obj[attribute]
-                     and ({**obj, attribute: v}["colour"], {**obj, attribute: v}["shape"]) not in present)
-        changed.append(describe({"objects": [{**obj, attribute: other}, *objects[1:]]}))
+        variants = ({**objects[0], attribute: v} for v in values if v != objects[0][attribute])
+        other = next(o for o in variants if (o["colour"], o["shape"]) not in present)
+        changed.append(describe({"objects": [other, *objects[1:]]}))
     return [describe(record), *changed]
 
 
