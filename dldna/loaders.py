@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torchvision
 import transformers
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from torch import nn
 
 from .backbones import ResNetTrunk, SmallConvNet
@@ -163,27 +163,61 @@ def build_wordpiece_tokenizer(
     return transformers.BertTokenizerFast(tokenizer_object=tok, **_BERT_SPECIALS)
 
 
+def _merge_pair(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    """``symbols`` with every occurrence of ``pair`` merged into one symbol, left to right."""
+    out, i = [], 0
+    while i < len(symbols):
+        if symbols[i : i + 2] == pair:
+            out.append(pair[0] + pair[1])
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return tuple(out)
+
+
 def build_bpe_tokenizer(texts: Iterable[str] | None = None, vocab_size: int = 1000) -> transformers.CLIPTokenizerFast:
-    """Train a byte-level BPE vocabulary the way CLIP's is shaped and wrap it in ``CLIPTokenizerFast``."""
+    """Build a byte-level BPE vocabulary shaped like CLIP's, wrapped in ``CLIPTokenizerFast``.
+
+    Words end in ``</w>`` and every text is wrapped in ``<|startoftext|> ... <|endoftext|>``,
+    as in CLIP. The merges are counted directly, the most frequent adjacent pair first and
+    ties in alphabetical order, so the vocabulary is a pure function of ``texts``:
+    ``tokenizers``' BPE trainer breaks ties differently in every process, which gives the
+    same captions different ids and two runs with the same seed different models.
+    """
     start, end = _CLIP_SPECIALS["bos_token"], _CLIP_SPECIALS["eos_token"]
-    tok = Tokenizer(models.BPE(unk_token=end, end_of_word_suffix="</w>"))
-    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
-    words = Regex(r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+")
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(words, behavior="removed", invert=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    words_re = Regex(r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+")
+    pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(words_re, behavior="removed", invert=True),
+         pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
-    tok.train_from_iterator(
-        list(texts if texts is not None else default_corpus()),
-        trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            special_tokens=[start, end],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            end_of_word_suffix="</w>",
-            show_progress=False,
-        ),
-    )
+    counts: Counter[tuple[str, ...]] = Counter()
+    for text in texts if texts is not None else default_corpus():
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
+            counts[(*word[:-1], word[-1] + "</w>")] += 1
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {tok: i for i, tok in enumerate([start, end, *alphabet, *(c + "</w>" for c in alphabet)])}
+    merges: list[tuple[str, str]] = []
+    while len(vocab) < vocab_size:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for symbols, n in counts.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += n
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merges.append(best)
+        vocab.setdefault(best[0] + best[1], len(vocab))
+        merged: Counter[tuple[str, ...]] = Counter()
+        for symbols, n in counts.items():
+            merged[_merge_pair(symbols, best)] += n
+        counts = merged
+    tok = Tokenizer(models.BPE(vocab, merges, unk_token=end, end_of_word_suffix="</w>"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{start} $A {end}", special_tokens=[(start, tok.token_to_id(start)), (end, tok.token_to_id(end))]
+        single=f"{start} $A {end}", special_tokens=[(start, vocab[start]), (end, vocab[end])]
     )
     tok.decoder = decoders.ByteLevel()
     return transformers.CLIPTokenizerFast(tokenizer_object=tok, **_CLIP_SPECIALS)

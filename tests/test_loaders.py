@@ -48,6 +48,16 @@ def test_bpe_tokenizer_is_clips_class():
     assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
 
 
+def test_bpe_vocabulary_is_a_function_of_the_texts():
+    # Two merges tie; the earlier in alphabetical order is taken, in every process
+    # (tokenizers' own trainer breaks such ties differently from run to run).
+    base = len(loaders.build_bpe_tokenizer(["x"], vocab_size=1))
+    vocab = loaders.build_bpe_tokenizer(["cd ab", "ab cd"], vocab_size=base + 1).get_vocab()
+    assert "ab</w>" in vocab and "cd</w>" not in vocab
+    texts = loaders.default_corpus(n_scenes=50)
+    assert loaders.build_bpe_tokenizer(texts).get_vocab() == loaders.build_bpe_tokenizer(texts[::-1]).get_vocab()
+
+
 def test_default_corpus_covers_the_chapter_question():
     tok = loaders._cached_wordpiece()
     tokens = tok.tokenize("How many cats are in the image?")

@@ -185,71 +185,12 @@ def training_texts(sets: Sequence[SceneSet], questions: Sequence[str]) -> list[s
     return [c for s in sets for caps in s.captions for c in caps] + list(questions) + [PROMPT, *CHAPTER_TEXTS]
 
 
-def deterministic_bpe_tokenizer(texts: Sequence[str], vocab_size: int = 600) -> transformers.CLIPTokenizerFast:
-    """A byte-level BPE vocabulary shaped like CLIP's, as a pure function of ``texts``.
-
-    ``tokenizers``' BPE trainer breaks ties between equally frequent merges differently in
-    every process, so the same captions would get different ids and a seed would not fix
-    the weights. Here the merges are counted directly: the most frequent adjacent pair
-    first, ties in alphabetical order, words ending in ``</w>`` as in CLIP.
-    """
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-    start, end = "<|startoftext|>", "<|endoftext|>"
-    normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
-    words_re = Regex(r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+")
-    pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(words_re, behavior="removed", invert=True),
-         pre_tokenizers.ByteLevel(add_prefix_space=False)]
-    )
-    counts: dict[tuple[str, ...], int] = {}
-    for text in texts:
-        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
-            symbols = (*word[:-1], word[-1] + "</w>")
-            counts[symbols] = counts.get(symbols, 0) + 1
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {tok: i for i, tok in enumerate([start, end, *alphabet, *(c + "</w>" for c in alphabet)])}
-    merges: list[tuple[str, str]] = []
-    while len(vocab) < vocab_size:
-        pairs: dict[tuple[str, str], int] = {}
-        for symbols, n in counts.items():
-            for pair in zip(symbols, symbols[1:]):
-                pairs[pair] = pairs.get(pair, 0) + n
-        if not pairs:
-            break
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        merges.append(best)
-        vocab.setdefault(best[0] + best[1], len(vocab))
-        merged = {}
-        for symbols, n in counts.items():
-            out, i = [], 0
-            while i < len(symbols):
-                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
-                    out.append(symbols[i] + symbols[i + 1])
-                    i += 2
-                else:
-                    out.append(symbols[i])
-                    i += 1
-            merged[tuple(out)] = merged.get(tuple(out), 0) + n
-        counts = merged
-    tok = Tokenizer(models.BPE(vocab, merges, unk_token=end, end_of_word_suffix="</w>"))
-    tok.normalizer = normalizer
-    tok.pre_tokenizer = pre_tokenizer
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{start} $A {end}", special_tokens=[(start, vocab[start]), (end, vocab[end])]
-    )
-    tok.decoder = decoders.ByteLevel()
-    return transformers.CLIPTokenizerFast(
-        tokenizer_object=tok, bos_token=start, eos_token=end, unk_token=end, pad_token=end
-    )
-
-
 def build_processors(texts: Sequence[str]) -> dict[str, object]:
     """The three processors, with tokenizers built from the training texts (deterministically)."""
-    from dldna.loaders import build_wordpiece_tokenizer
+    from dldna.loaders import build_bpe_tokenizer, build_wordpiece_tokenizer
 
     wordpiece = build_wordpiece_tokenizer(texts, vocab_size=400)
-    bpe = deterministic_bpe_tokenizer(texts, vocab_size=1000)
+    bpe = build_bpe_tokenizer(texts, vocab_size=1000)
     norm = dict(image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD))
     side = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     return {
