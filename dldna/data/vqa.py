@@ -314,11 +314,20 @@ def vqa_score(prediction: str, answers: Iterable[str]) -> float:
     return min(sum(a == prediction for a in answers) / 3.0, 1.0)
 
 
-def majority_baseline(train: Sequence[VQAExample], test: Sequence[VQAExample]) -> float:
-    """Accuracy on ``test`` of answering each question type's most frequent train answer."""
-    by_type: dict[str, Counter[str]] = {}
+def majority_answers(train: Sequence[VQAExample]) -> dict[str | None, str]:
+    """The most frequent answer of each question type in ``train``; key ``None``: of all."""
+    by_type: dict[str | None, Counter[str]] = {None: Counter()}
     for ex in train:
         by_type.setdefault(ex.question_type, Counter())[ex.answer] += 1
-    overall = Counter(ex.answer for ex in train).most_common(1)[0][0]
-    guesses = {t: c.most_common(1)[0][0] for t, c in by_type.items()}
-    return float(np.mean([vqa_score(guesses.get(ex.question_type, overall), ex.answers) for ex in test]))
+        by_type[None][ex.answer] += 1
+    return {t: c.most_common(1)[0][0] for t, c in by_type.items() if c}
+
+
+def guess_accuracy(guesses: dict[str | None, str], test: Sequence[VQAExample]) -> float:
+    """Accuracy on ``test`` of answering each question with its type's guess (:func:`majority_answers`)."""
+    return float(np.mean([vqa_score(guesses.get(ex.question_type, guesses[None]), ex.answers) for ex in test]))
+
+
+def majority_baseline(train: Sequence[VQAExample], test: Sequence[VQAExample]) -> float:
+    """Accuracy on ``test`` of answering each question type's most frequent train answer."""
+    return guess_accuracy(majority_answers(train), test)

@@ -28,7 +28,14 @@ import torch
 from PIL import Image
 
 from dldna.data import shapes
-from dldna.data.vqa import QUESTION_TYPES, VQAExample, majority_baseline, scene_examples, vqa_score
+from dldna.data.vqa import (
+    QUESTION_TYPES,
+    VQAExample,
+    guess_accuracy,
+    majority_answers,
+    scene_examples,
+    vqa_score,
+)
 
 from . import SceneSet
 
@@ -193,13 +200,20 @@ def held_out_scene(n_objects: int, rank: int = 0, seed: int = 0) -> tuple[Image.
     return scenes.images()[0], scenes.records[0]
 
 
-def train_records(n_images: int | None = None, seed: int = 0) -> list[dict]:
+@functools.lru_cache(maxsize=4)
+def train_records(n_images: int | None = None, seed: int = 0) -> tuple[dict, ...]:
     """Scene records of the training images (no rendering): what the baselines are fitted on."""
     records = []
     for i in sorted(split_indices("train", n_images, seed)):
         _, scene, _ = shapes.make_example(0, i)
         records.append(shapes.scene_record(shapes.image_name(0, i), scene))
-    return records
+    return tuple(records)
+
+
+@functools.lru_cache(maxsize=4)
+def train_majority_answers(n_images: int | None = None, seed: int = 0) -> dict[str | None, str]:
+    """The most frequent answer of each question type over the training images' questions."""
+    return majority_answers(scene_examples(train_records(n_images, seed), seed))
 
 
 def evaluate_models(models: dict, n_images: int | None = None, limit: int | None = None, seed: int = 0,
@@ -210,11 +224,10 @@ def evaluate_models(models: dict, n_images: int | None = None, limit: int | None
     """
     sets = sets if sets is not None else held_out_sets(n_images, limit, seed)
     limit = len(sets["test"])
-    train = train_records(n_images, seed)
     figures: dict = {"limit": limit, "seed": seed}
     if "blip" in models:
         model, processor = models["blip"]
-        base = baseline_caption(train)
+        base = baseline_caption(train_records(n_images, seed))
         figures["captioning"] = {"baseline_caption": base}
         for key, scenes in sets.items():
             captions = generate_captions(model, processor, scenes.images())
@@ -224,10 +237,10 @@ def evaluate_models(models: dict, n_images: int | None = None, limit: int | None
         model, processor = models["vilt"]
         figures["vqa"] = {key: vqa_accuracy(model, processor, scenes, scene_examples(scenes.records, seed))
                           for key, scenes in sets.items()}
-        train_q, test_q = scene_examples(train, seed), scene_examples(sets["test"].records, seed)
-        figures["vqa"]["test"]["baseline"] = round(majority_baseline(train_q, test_q), 4)
+        guesses, test_q = train_majority_answers(n_images, seed), scene_examples(sets["test"].records, seed)
+        figures["vqa"]["test"]["baseline"] = round(guess_accuracy(guesses, test_q), 4)
         figures["vqa"]["test"]["baseline_per_type"] = {
-            t: round(majority_baseline(train_q, [q for q in test_q if q.question_type == t]), 4)
+            t: round(guess_accuracy(guesses, [q for q in test_q if q.question_type == t]), 4)
             for t in QUESTION_TYPES if any(q.question_type == t for q in test_q)
         }
     if "clip" in models:
