@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import transformers
 from PIL import Image
 
@@ -62,6 +63,17 @@ def test_training_is_deterministic_for_a_seed(tmp_path, data_dir):
     for part in ("tower", "clip"):
         first = (tmp_path / "a" / part / "model.safetensors").read_bytes()
         assert first == (tmp_path / "b" / part / "model.safetensors").read_bytes(), part
+
+
+def test_tower_positions_start_smooth_and_are_trained_to_be_read():
+    grid = scene_models.IMAGE_SIZE // scene_models.PATCH_SIZE
+    pos = scene_models.sincos_positions(grid, 64)  # [P, d]
+    assert pos.shape == (grid * grid, 64)
+    sim = torch.nn.functional.normalize(pos, dim=-1) @ torch.nn.functional.normalize(pos, dim=-1).T
+    assert sim[0, 1] > sim[0, 2] > sim[0, grid - 1] and sim[0, grid] > sim[0, 2 * grid]  # nearer: more alike
+    tagger = scene_models.PatchTagger(scene_models.TrainConfig())
+    assert torch.equal(tagger.vit.embeddings.position_embedding[0, 1:], pos)
+    assert tagger.cell_row[grid + 2] == 1 and tagger.cell_column[grid + 2] == 2  # row-major, like the patches
 
 
 def test_held_out_scenes_render_exactly_as_the_files(tmp_path):
@@ -124,4 +136,5 @@ def test_committed_weights_reach_their_floors():
     check_floors(floor_figures(figures), params={"eval_scenes": 128})
     assert floor_figures(figures) == pytest.approx(floor_figures(record["figures"]), abs=0.02)
     assert record["data"]["generator_version"] == shapes.GENERATOR_VERSION
+    assert record["data"]["images"] == scene_models.SCENE_IMAGES  # the split the figures are measured on
     assert record["training_seconds"] > 0 and record["command"].startswith("python -m dldna.scene_models")
