@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -76,6 +77,25 @@ def test_tower_positions_start_smooth_and_are_trained_to_be_read():
     assert tagger.cell_row[grid + 2] == 1 and tagger.cell_column[grid + 2] == 2  # row-major, like the patches
 
 
+def test_vilt_takes_patches_and_first_layers_from_the_tower_and_can_learn_them_slower():
+    cfg = scene_models.TrainConfig(vilt_tower_lr_scale=0.0)
+    tokenizer = scene_models.build_processors(["a red square", "how many circles are there?"])["vilt"].tokenizer
+    vilt, tower = scene_models.build_vilt(cfg, tokenizer), scene_models.PatchTagger(cfg).vit
+    names = scene_models.init_vilt_vision(vilt, tower)
+    prefixes = ("vilt.embeddings.patch_embeddings.", "vilt.embeddings.position_embeddings",
+                "vilt.embeddings.cls_token", *(f"vilt.encoder.layer.{i}." for i in range(cfg.vision_layers)))
+    assert names == {n for n, _ in vilt.named_parameters() if n.startswith(prefixes)}
+    query = vilt.vilt.encoder.layer[1].attention.attention.query.weight
+    assert torch.equal(query, tower.encoder.layers[1].self_attn.qkv.weight[: cfg.width])
+    before = {n: p.detach().clone() for n, p in vilt.named_parameters()}
+    optimiser, _ = scene_models._optimiser(vilt, cfg, 10, cfg.lr, dict.fromkeys(names, cfg.vilt_tower_lr_scale))
+    for p in vilt.parameters():
+        p.grad = torch.ones_like(p)
+    optimiser.step()
+    changed = {n for n, p in vilt.named_parameters() if not torch.equal(p, before[n])}
+    assert not changed & names and "vilt.encoder.layer.2.output.dense.weight" in changed
+
+
 def test_held_out_scenes_render_exactly_as_the_files(tmp_path):
     shapes.generate_dataset(tmp_path, 6, seed=0, image_size=scene_models.IMAGE_SIZE)
     rendered = render_scene_set(range(6))
@@ -138,3 +158,4 @@ def test_committed_weights_reach_their_floors():
     assert record["data"]["generator_version"] == shapes.GENERATOR_VERSION
     assert record["data"]["images"] == scene_models.SCENE_IMAGES  # the split the figures are measured on
     assert record["training_seconds"] > 0 and record["command"].startswith("python -m dldna.scene_models")
+    assert record["config"] == dataclasses.asdict(scene_models.TrainConfig())  # trained with today's recipe
