@@ -42,9 +42,10 @@ with 16,000) and BLIP names every object in 56-63% of held-out scenes (86%).
 ViLT learns what it took from the tower at a tenth of its rate (``vilt_tower_lr_scale``),
 as fine-tuning usually treats pre-trained layers: at the full rate the first updates can
 overwrite what the tower knows before the new layers have learned to use it, and the
-outcome depended on the seed. Seeds 0, 1 and 2 then answered 74%, 57% and 64% of the held-out questions right (shape questions: 96%, 30%,
-65%); at a tenth, 81%, 79% and 82% (97%, 98%, 98%), and position questions 44%, 46% and
-37% instead of about the 19% of the most frequent answer.
+outcome depended on the seed. Seeds 0, 1 and 2 then answered 74%, 57% and 64% of the
+held-out questions right (shape questions: 96%, 30%, 65%); at a tenth, 81%, 79% and 82%
+(97%, 98%, 98%), and position questions 44%, 46% and 37% instead of about the 19% of the
+most frequent answer.
 
 Cost, measured (seed 0, one thread, with two other runs sharing the two cores of the
 machine): the tower's 12,000 steps took 1,037 s, BLIP's 4,000 steps 204 s, CLIP's 2,000
@@ -402,9 +403,9 @@ def init_vilt_vision(model: transformers.ViltForQuestionAnswering, tower: transf
     """
     src = tower.state_dict()
     vilt = model.vilt
+    same_depth = len(vilt.encoder.layer) == len(tower.encoder.layers)  # then the final norm is the tower's
     modules = [vilt.embeddings.patch_embeddings, *vilt.encoder.layer[: len(tower.encoder.layers)]]
-    if len(vilt.encoder.layer) == len(tower.encoder.layers):
-        modules.append(vilt.layernorm)
+    modules += [vilt.layernorm] if same_depth else []
     copied = {id(p) for m in modules for p in m.parameters()}
     copied |= {id(vilt.embeddings.position_embeddings), id(vilt.embeddings.cls_token)}
     with torch.no_grad():
@@ -423,7 +424,7 @@ def init_vilt_vision(model: transformers.ViltForQuestionAnswering, tower: transf
             layer.layernorm_after.load_state_dict(t.layer_norm2.state_dict())
             layer.intermediate.dense.load_state_dict(t.mlp.fc1.state_dict())
             layer.output.dense.load_state_dict(t.mlp.fc2.state_dict())
-        if len(vilt.encoder.layer) == len(tower.encoder.layers):
+        if same_depth:
             vilt.layernorm.load_state_dict(tower.post_layernorm.state_dict())
     return {name for name, p in model.named_parameters() if id(p) in copied}
 
@@ -616,7 +617,8 @@ def _train_vilt(cfg, wordpiece, tower, pixels, questions, name_index, report):
     from dldna.data.vqa import ANSWERS
 
     # ViLT: one transformer over words and patches, initialised from the tower (as ViLT was
-    # from an ImageNet ViT) and trained end to end with its own loss over the answers.
+    # from an ImageNet ViT) and trained end to end with its own loss over the answers, the
+    # tower's part at cfg.vilt_tower_lr_scale of the rate.
     seed_everything(cfg.seed)
     vilt = build_vilt(cfg, wordpiece)
     from_tower = init_vilt_vision(vilt, tower)
